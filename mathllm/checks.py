@@ -1,0 +1,70 @@
+"""Input checks that fail with a message naming what was expected and what arrived.
+
+``check_shape(x, "B T C", C=64)`` reads the shape legend of book/notation.md: each name is one
+dimension, names bound by keyword must match exactly, repeated names must agree, and the
+function returns the sizes it read so callers can unpack them (``B, T, C = check_shape(...)``).
+Used by every public function that takes tensors; ``assert`` is kept for internal invariants.
+
+Book: book/notation.md.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def check_tensor(x, name: str = "x") -> torch.Tensor:
+    """Raise TypeError unless ``x`` is a torch.Tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def check_shape(x: torch.Tensor, dims: str, name: str = "x", **sizes: int) -> tuple[int, ...]:
+    """Check that ``x`` has the dimensions named in ``dims`` (space separated) and return their sizes.
+
+    Example: ``B, T = check_shape(idx, "B T", name="idx", T=8)``.
+    """
+    check_tensor(x, name)
+    names = dims.split()
+    if x.dim() != len(names):
+        raise ValueError(f"{name} must have shape ({', '.join(names)}), a {len(names)}-d tensor; "
+                         f"got {x.dim()}-d shape {tuple(x.shape)}")
+    seen: dict[str, int] = {}
+    for dim_name, size in zip(names, x.shape):
+        want = sizes.get(dim_name, seen.get(dim_name))
+        if want is not None and size != want:
+            raise ValueError(f"{name} must have shape ({', '.join(names)}) with {dim_name}={want}; "
+                             f"got shape {tuple(x.shape)}")
+        seen[dim_name] = size
+    return tuple(x.shape)
+
+
+def check_dtype(x: torch.Tensor, allowed: tuple[torch.dtype, ...] | torch.dtype, name: str = "x") -> torch.Tensor:
+    """Raise TypeError unless ``x.dtype`` is one of ``allowed``."""
+    allowed = allowed if isinstance(allowed, tuple) else (allowed,)
+    if x.dtype not in allowed:
+        want = " or ".join(str(d).replace("torch.", "") for d in allowed)
+        raise TypeError(f"{name} must have dtype {want}, got {str(x.dtype).replace('torch.', '')}")
+    return x
+
+
+def check_ids(ids: torch.Tensor, vocab_size: int, name: str = "ids") -> torch.Tensor:
+    """Token ids must be an integer tensor with every value in ``[0, vocab_size)``."""
+    check_tensor(ids, name)
+    if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError(f"{name} must be an integer tensor of token ids, got dtype {str(ids.dtype).replace('torch.', '')}")
+    if ids.numel():
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= vocab_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} holds token id {bad}, outside the vocabulary [0, {vocab_size})")
+    return ids
+
+
+def check_positive(value, name: str, *, allow_zero: bool = False):
+    """Raise ValueError unless ``value`` is a number > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value

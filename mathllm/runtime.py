@@ -1,0 +1,112 @@
+"""The runtime switch: device, mixed-precision dtype, seeding and the compute budget.
+
+Every chapter reads its sizes through :func:`pick`, so the same notebook runs a small
+configuration on a laptop CPU (and in CI) and the full one on a GPU, with no edits.
+The budget is chosen automatically (``full`` when CUDA is available, else ``small``) and
+overridden by one environment variable, ``MATHLLM_BUDGET``. This module is the only place
+in the package that reads an environment variable for configuration.
+
+Book: book/intro.md, section "The budget switch".
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+BUDGETS = ("small", "full")
+BUDGET_ENV = "MATHLLM_BUDGET"
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+# ---------------------------------------------------------------------------- device
+def _mps_available() -> bool:
+    return hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+
+
+def get_device(name: str = "auto") -> torch.device:
+    """The device to compute on.
+
+    ``"auto"`` picks CUDA, then Apple's MPS, then the CPU. A device asked for by name that is
+    not available is an error, never a silent fallback to the CPU. ``"cuda:1"`` style indices
+    are accepted.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"device name must be a str such as 'auto' or 'cuda', got {type(name).__name__}")
+    kind = name.split(":")[0]
+    if kind not in DEVICES:
+        raise ValueError(f"unknown device {name!r}: expected one of {', '.join(DEVICES)} (optionally 'cuda:N')")
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for, but torch.cuda.is_available() is False "
+                           f"(torch {torch.__version__}); use device='auto' or 'cpu'")
+    if kind == "mps" and not _mps_available():
+        raise RuntimeError("device 'mps' was asked for, but torch.backends.mps.is_available() is False; "
+                           "use device='auto' or 'cpu'")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device | str) -> torch.dtype:
+    """The mixed-precision dtype for ``device``: bf16 where the GPU supports it, else fp16, else fp32.
+
+    fp16 has a 5-bit exponent (largest finite value 65504, smallest normal 6.1e-5), so small
+    gradients underflow; it is used with a gradient scaler (:func:`needs_grad_scaler`). bf16 keeps
+    fp32's 8-bit exponent and needs no scaling. On the CPU we train in fp32.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def needs_grad_scaler(dtype: torch.dtype) -> bool:
+    """Whether training in ``dtype`` needs loss scaling (only fp16: its range is too narrow)."""
+    return dtype == torch.float16
+
+
+# ---------------------------------------------------------------------------- seeding
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) generators; return a fresh torch Generator.
+
+    The returned generator is seeded with the same value; pass it to functions that take a
+    ``generator=`` argument to keep their randomness independent of everything else.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------- budget
+def budget() -> str:
+    """The compute budget: ``MATHLLM_BUDGET`` if set, else ``"full"`` with CUDA and ``"small"`` without.
+
+    An unknown value is an error: a typo must not silently run the wrong size.
+    """
+    value = os.environ.get(BUDGET_ENV, "").strip().lower()
+    if not value:
+        return "full" if torch.cuda.is_available() else "small"
+    if value not in BUDGETS:
+        raise ValueError(f"{BUDGET_ENV}={os.environ[BUDGET_ENV]!r} is not a budget: expected one of {', '.join(BUDGETS)}")
+    return value
+
+
+def pick(*, small, full):
+    """Return ``small`` or ``full`` according to :func:`budget`.
+
+    Chapters write their sizes as ``steps = pick(small=200, full=5000)``.
+    """
+    return small if budget() == "small" else full
+
+
+def describe() -> str:
+    """One line saying what this runtime will use, for the top of each chapter."""
+    dev = get_device()
+    return f"torch {torch.__version__} | device {dev} | autocast {str(autocast_dtype(dev)).replace('torch.', '')} | budget {budget()}"
