@@ -1,4 +1,4 @@
-"""Scaled dot-product attention.
+"""Scaled dot-product attention, multi-head attention, cross-attention and a KV cache.
 
 Shape legend (book/notation.md): B batch, T time (query positions), S key positions,
 nh heads, hs head size, C = nh * hs channels.
@@ -7,22 +7,46 @@ nh heads, hs head size, C = nh * hs channels.
 
 A boolean ``mask`` has True where a query *may attend* to a key (the convention of
 ``torch.nn.functional.scaled_dot_product_attention``). Two implementations sit side by side:
-``impl="manual"`` writes the formula out; ``impl="sdpa"`` calls torch's fused kernel.
+``impl="manual"`` writes the formula out; ``impl="sdpa"`` calls torch's fused kernel (flash
+attention on a GPU). :func:`attention_backward` writes out the backward pass that autograd
+computes. References: Vaswani et al. 2017; nanoGPT's ``CausalSelfAttention``.
 
-Book: notebooks/01_tour.ipynb, section "One attention head".
+Leaves out: grouped-query and multi-query attention, attention biases (ALiBi), paged caches.
+Approximate and blockwise attention live in :mod:`mathllm.efficient_attention`.
+
+Book: :doc:`/notebooks/10_attention`
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_tensor
+from .checks import check_positive, check_tensor
+from .positional import RoPE
+
+IMPLS = ("manual", "sdpa")
 
 
+def _check_impl(impl: str) -> None:
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be 'manual' or 'sdpa', got {impl!r}")
+
+
+def _check_mask(mask) -> None:
+    check_tensor(mask, "mask")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a boolean tensor (True = may attend), got dtype {mask.dtype}")
+
+
+# ---------------------------------------------------------------------------- one head
 def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
-    """(T, S) boolean mask, True on and below the diagonal: query t may attend to keys 0..t."""
+    """(T, S) boolean mask, True on and below the diagonal: query t may attend to keys 0..t.
+
+    With ``S > T`` the queries are the last T of S positions (a KV cache holds the first S - T).
+    """
     S = T if S is None else S
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
@@ -41,14 +65,165 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         raise ValueError(f"q and k must share the head size: q {tuple(q.shape)}, k {tuple(k.shape)}")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"k and v must have the same number of positions: k {tuple(k.shape)}, v {tuple(v.shape)}")
-    if mask is not None and mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a boolean tensor (True = may attend), got dtype {mask.dtype}")
+    if mask is not None:
+        _check_mask(mask)
+    _check_impl(impl)
     if impl == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    if impl != "manual":
-        raise ValueError(f"impl must be 'manual' or 'sdpa', got {impl!r}")
     att = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T, hs) x (..., hs, S) -> (..., T, S)
     if mask is not None:
         att = att.masked_fill(~mask, float("-inf"))  # exp(-inf) = 0: masked keys get no weight
     att = torch.softmax(att, dim=-1)
     return att @ v  # (..., T, S) x (..., S, hv) -> (..., T, hv)
+
+
+def softmax_jacobian(p: torch.Tensor) -> torch.Tensor:
+    """Jacobian of softmax at probabilities ``p`` (..., n): ``diag(p) - p p^T``, shape (..., n, n)."""
+    return torch.diag_embed(p) - p[..., :, None] * p[..., None, :]  # (..., n, n)
+
+
+def attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor,
+                       mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients (dq, dk, dv) of ``<dout, attention(q, k, v, mask)>``, written out by hand.
+
+    With ``A = Q K^T / sqrt(hs)``, ``P = softmax(A)``, ``O = P V``:
+    ``dV = P^T dO``, ``dP = dO V^T``, ``dA = P * (dP - rowsum(dP * P))`` (the softmax Jacobian
+    applied row by row), ``dQ = dA K / sqrt(hs)``, ``dK = dA^T Q / sqrt(hs)``.
+    Shapes as in :func:`scaled_dot_product_attention`; ``dout`` is (..., T, hv).
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    att = q @ k.transpose(-2, -1) * scale  # (..., T, hs) x (..., hs, S) -> (..., T, S)
+    if mask is not None:
+        att = att.masked_fill(~mask, float("-inf"))
+    p = torch.softmax(att, dim=-1)  # (..., T, S)
+    dv = p.transpose(-2, -1) @ dout  # (..., S, T) x (..., T, hv) -> (..., S, hv)
+    dp = dout @ v.transpose(-2, -1)  # (..., T, hv) x (..., hv, S) -> (..., T, S)
+    da = p * (dp - (dp * p).sum(-1, keepdim=True))  # (..., T, S): (diag(p) - p p^T) dp, per row
+    dq = da @ k * scale  # (..., T, S) x (..., S, hs) -> (..., T, hs)
+    dk = da.transpose(-2, -1) @ q * scale  # (..., S, T) x (..., T, hs) -> (..., S, hs)
+    return dq, dk, dv
+
+
+# ---------------------------------------------------------------------------- many heads
+class KVCache:
+    """Keys and values of the positions seen so far, shape (B, nh, S, hs), growing along S.
+
+    Self-attention appends the new positions' k, v at each step of generation. Cross-attention
+    stores the projected encoder output once and reuses it at every later step.
+    """
+
+    def __init__(self):
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """The number of cached positions S (0 when empty)."""
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append k, v (B, nh, T, hs); return all keys and values (B, nh, S + T, hs)."""
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            if k.shape[:2] != self.k.shape[:2] or k.shape[-1] != self.k.shape[-1]:
+                raise ValueError(f"cannot append k of shape {tuple(k.shape)} to a cache of shape {tuple(self.k.shape)}")
+            self.k = torch.cat([self.k, k], dim=-2)  # (B, nh, S, hs) + (B, nh, T, hs) -> (B, nh, S+T, hs)
+            self.v = torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+    def reset(self) -> None:
+        """Empty the cache (start a new sequence)."""
+        self.k = self.v = None
+
+    def __repr__(self) -> str:
+        shape = None if self.k is None else tuple(self.k.shape)
+        return f"KVCache(length={self.length}, shape={shape})"
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention: self-attention (``context=None``) or cross-attention over ``context``.
+
+    Parameters: ``qkv`` maps C -> 3C (the query, key and value projections of all heads stacked,
+    one matmul for self-attention) and ``proj`` maps C -> C. Heads are a reshape of the channels
+    C = nh * hs, not a loop. ``causal=True`` masks future positions in self-attention.
+    ``rope`` rotates queries and keys (self-attention only). ``impl`` as in
+    :func:`scaled_dot_product_attention`.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, *, causal: bool = False, dropout: float = 0.0,
+                 bias: bool = True, impl: str = "sdpa", rope: RoPE | None = None):
+        super().__init__()
+        check_positive(n_embd, "n_embd")
+        check_positive(n_head, "n_head")
+        if n_embd % n_head:
+            raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        _check_impl(impl)
+        if rope is not None and rope.hs != n_embd // n_head:
+            raise ValueError(f"rope has head size {rope.hs}, attention has n_embd // n_head = {n_embd // n_head}")
+        self.n_embd, self.n_head, self.causal, self.dropout, self.impl = n_embd, n_head, causal, dropout, impl
+        self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # rows: [W_q; W_k; W_v], each (C, C)
+        self.proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.attn_dropout = nn.Dropout(dropout)
+        self.resid_dropout = nn.Dropout(dropout)
+        self.rope = rope
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, C = x.shape
+        return x.view(B, L, self.n_head, C // self.n_head).transpose(1, 2)  # (B, L, C) -> (B, nh, L, hs)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """x (B, T, C); context (B, S, C) or None; mask bool broadcastable to (B, nh, T, S). Returns (B, T, C)."""
+        check_tensor(x, "x")
+        if x.dim() != 3 or x.shape[-1] != self.n_embd:
+            raise ValueError(f"x must have shape (B, T, C) with C={self.n_embd}, got {tuple(x.shape)}")
+        B, T, C = x.shape
+        past = 0 if kv_cache is None else kv_cache.length
+        if context is None:  # self-attention: one fused projection
+            q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) x (C, 3C) -> (B, T, 3C) -> 3 x (B, T, C)
+            q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, nh, T, hs) each
+            if self.rope is not None:  # rotate by absolute position: query t sits at past + t
+                q, k = self.rope(q, offset=past), self.rope(k, offset=past)
+            if kv_cache is not None:
+                k, v = kv_cache.append(k, v)  # (B, nh, past + T, hs) each
+        else:  # cross-attention: queries from x, keys and values from context
+            w, b = self.qkv.weight, self.qkv.bias  # (3C, C), (3C,)
+            q = self._heads(F.linear(x, w[:C], None if b is None else b[:C]))  # (B, T, C) -> (B, nh, T, hs)
+            if kv_cache is not None and past > 0:  # the encoder output does not change: reuse its k, v
+                k, v = kv_cache.k, kv_cache.v
+            else:
+                check_tensor(context, "context")
+                if context.dim() != 3 or context.shape[0] != B or context.shape[-1] != C:
+                    raise ValueError(f"context must have shape (B, S, C) = ({B}, S, {C}), got {tuple(context.shape)}")
+                kv = F.linear(context, w[C:], None if b is None else b[C:])  # (B, S, C) x (C, 2C) -> (B, S, 2C)
+                k, v = self._heads(kv[..., :C]), self._heads(kv[..., C:])  # (B, nh, S, hs) each
+                if kv_cache is not None:
+                    kv_cache.append(k, v)
+        S = k.shape[-2]
+        if mask is not None:
+            _check_mask(mask)
+        p = self.dropout if self.training else 0.0
+        causal = self.causal and context is None
+        if self.impl == "sdpa" and mask is None and (not causal or past == 0):
+            # the training fast path: no explicit mask, so the fused (flash) kernel can run
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=causal)  # (B, nh, T, hs)
+        else:
+            if causal:  # query t (at position past + t) may attend to keys 0 .. past + t
+                cm = causal_mask(T, S, device=x.device)  # (T, S)
+                mask = cm if mask is None else mask & cm
+            if self.impl == "sdpa":
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hs)
+            else:
+                att = q @ k.transpose(-2, -1) / math.sqrt(k.shape[-1])  # (B, nh, T, hs) x (B, nh, hs, S) -> (B, nh, T, S)
+                if mask is not None:
+                    att = att.masked_fill(~mask, float("-inf"))
+                att = self.attn_dropout(torch.softmax(att, dim=-1))
+                y = att @ v  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, C)
+        return self.resid_dropout(self.proj(y))  # (B, T, C) x (C, C) -> (B, T, C)
+
+    def extra_repr(self) -> str:
+        return f"n_embd={self.n_embd}, n_head={self.n_head}, causal={self.causal}, impl={self.impl!r}"
