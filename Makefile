@@ -1,0 +1,31 @@
+# The two commands of the README: `make test` and `make book`. Each installs what it needs first.
+# .ci/run runs exactly these, so the README cannot drift from what CI proves.
+VENV  ?= .venv
+BIN   := $(VENV)/bin
+# torch as a range so an existing install (Colab's, or a local CPU wheel) is used as it is.
+# The team's machines take the local CPU wheel with TORCH=torch==2.13.0 (see CONTRIBUTING.md).
+TORCH ?= torch>=2.4
+
+.PHONY: install test book clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[book,test]"
+	touch $@
+
+# Unit tests and every notebook under nbval, two workers. loadfile keeps a notebook's cells on one
+# worker (the default 'load' splits them: NameError); one BLAS thread per worker on 2 cores.
+test: install
+	$(BIN)/nbstripout --verify --keep-id notebooks/*.ipynb
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=600 --durations=30 tests notebooks
+
+# The site, every chapter executed from scratch, warnings as errors, nitpicky references.
+book: install
+	rm -rf _build
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+clean:
+	rm -rf _build

@@ -1,0 +1,29 @@
+"""Shared test setup.
+
+Tests never touch the network. Tiny Shakespeare comes from MATHLLM_DATA_DIR; when it is unset and
+the team's shared data folder sits beside the repository (as on the developers' machines and in CI),
+it is used, so `pytest` works without extra setup there.
+"""
+import os
+import pathlib
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")  # figures in unit tests are drawn off-screen (never via MPLBACKEND: it would empty the book)
+
+ROOT = pathlib.Path(__file__).resolve().parent
+_SHARED = ROOT.parent / "shared" / "data"
+if not os.environ.get("MATHLLM_DATA_DIR") and (_SHARED / "tinyshakespeare.txt").is_file():
+    os.environ["MATHLLM_DATA_DIR"] = str(_SHARED)
+
+
+@pytest.fixture
+def repo_root() -> pathlib.Path:
+    return ROOT
+
+
+@pytest.fixture
+def shakespeare_available() -> bool:
+    d = os.environ.get("MATHLLM_DATA_DIR")
+    return bool(d) and (pathlib.Path(d) / "tinyshakespeare.txt").is_file()

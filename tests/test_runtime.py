@@ -1,0 +1,80 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from mathllm import runtime
+
+
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert runtime.get_device("auto").type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "_mps_available", lambda: True)
+    assert runtime.get_device("auto").type == "mps"
+    monkeypatch.setattr(runtime, "_mps_available", lambda: False)
+    assert runtime.get_device("auto") == torch.device("cpu")
+    assert runtime.get_device("cpu") == torch.device("cpu")
+
+
+def test_unavailable_or_unknown_device_is_an_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "_mps_available", lambda: False)
+    with pytest.raises(RuntimeError, match="'cuda' was asked for"):
+        runtime.get_device("cuda")
+    with pytest.raises(RuntimeError, match="'mps' was asked for"):
+        runtime.get_device("mps")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        runtime.get_device("tpu")
+    with pytest.raises(TypeError, match="must be a str"):
+        runtime.get_device(0)
+
+
+def test_autocast_dtype(monkeypatch):
+    assert runtime.autocast_dtype("cpu") == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert runtime.autocast_dtype(torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert runtime.autocast_dtype(torch.device("cuda")) == torch.float16
+    assert runtime.needs_grad_scaler(torch.float16)
+    assert not runtime.needs_grad_scaler(torch.bfloat16) and not runtime.needs_grad_scaler(torch.float32)
+
+
+def test_seed_everything_makes_every_generator_repeat():
+    def draw():
+        return random.random(), np.random.rand(), torch.rand(1).item()
+
+    gen = runtime.seed_everything(123)
+    first, g1 = draw(), torch.rand(3, generator=gen)
+    gen = runtime.seed_everything(123)
+    assert draw() == first
+    assert torch.equal(torch.rand(3, generator=gen), g1)
+    with pytest.raises(ValueError, match="non-negative int"):
+        runtime.seed_everything(-1)
+
+
+def test_budget_default_and_override(monkeypatch):
+    monkeypatch.delenv(runtime.BUDGET_ENV, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runtime.budget() == "small" and runtime.pick(small=1, full=2) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert runtime.budget() == "full" and runtime.pick(small=1, full=2) == 2
+    monkeypatch.setenv(runtime.BUDGET_ENV, "small")
+    assert runtime.pick(small="a", full="b") == "a"
+    monkeypatch.setenv(runtime.BUDGET_ENV, " FULL ")
+    assert runtime.budget() == "full"
+
+
+def test_unknown_budget_is_an_error(monkeypatch):
+    monkeypatch.setenv(runtime.BUDGET_ENV, "medium")
+    with pytest.raises(ValueError, match="MATHLLM_BUDGET='medium' is not a budget: expected one of small, full"):
+        runtime.budget()
+
+
+def test_describe_names_device_and_budget(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "_mps_available", lambda: False)
+    monkeypatch.setenv(runtime.BUDGET_ENV, "small")
+    line = runtime.describe()
+    assert "device cpu" in line and "budget small" in line and torch.__version__ in line
