@@ -1,0 +1,213 @@
+"""Tests for mathllm.losses: every loss equals its torch.nn.functional counterpart, values and gradients."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mathllm import losses as L
+
+TOL = dict(rtol=1e-12, atol=1e-12)
+SHAPES = [(7,), (4, 5), (2, 3, 4)]
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+def _pair(shape, seed, lo=-3.0, hi=3.0):
+    g = torch.Generator().manual_seed(seed)
+    a = (torch.rand(shape, generator=g, dtype=torch.float64) * (hi - lo) + lo)
+    b = (torch.rand(shape, generator=g, dtype=torch.float64) * (hi - lo) + lo)
+    return a, b
+
+
+def _compare(ours, ref, *inputs, tol=TOL):
+    """Values and gradients (w.r.t. every floating input) of ours(*inputs) and ref(*inputs) agree."""
+    xs1 = [x.clone().requires_grad_() if x.is_floating_point() else x for x in inputs]
+    xs2 = [x.clone().requires_grad_() if x.is_floating_point() else x for x in inputs]
+    a, b = ours(*xs1), ref(*xs2)
+    torch.testing.assert_close(a, b, **tol)
+    w = torch.linspace(0.5, 1.5, a.numel(), dtype=a.dtype).reshape(a.shape)  # a non-uniform upstream gradient
+    (a * w).sum().backward()
+    (b * w).sum().backward()
+    for x1, x2 in zip(xs1, xs2):
+        if x1.is_floating_point():
+            torch.testing.assert_close(x1.grad, x2.grad, **tol)
+
+
+# ---------------------------------------------------------------------------- regression losses
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_mse_mae_match_torch(shape, reduction):
+    p, t = _pair(shape, 0)
+    _compare(lambda a, b: L.mse_loss(a, b, reduction), lambda a, b: F.mse_loss(a, b, reduction=reduction), p, t)
+    _compare(lambda a, b: L.mae_loss(a, b, reduction), lambda a, b: F.l1_loss(a, b, reduction=reduction), p, t)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("delta", [0.3, 1.0, 2.5])
+def test_huber_matches_torch(shape, reduction, delta):
+    p, t = _pair(shape, 1)
+    _compare(lambda a, b: L.huber_loss(a, b, delta, reduction),
+             lambda a, b: F.huber_loss(a, b, reduction=reduction, delta=delta), p, t)
+
+
+def test_huber_limits():
+    """Huber is MSE/2 for small residuals and delta*(|r| - delta/2) for large ones."""
+    r = torch.tensor([0.1, -0.2, 5.0, -7.0], dtype=torch.float64)
+    h = L.huber_loss(r, torch.zeros_like(r), delta=1.0, reduction="none")
+    torch.testing.assert_close(h, torch.tensor([0.005, 0.02, 4.5, 6.5], dtype=torch.float64), **TOL)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gaussian_nll_matches_torch(shape, reduction):
+    m, t = _pair(shape, 2)
+    var = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) + 0.1
+    _compare(lambda a, b, v: L.gaussian_nll(a, b, v, reduction),
+             lambda a, b, v: F.gaussian_nll_loss(a, b, v, full=True, eps=0.0, reduction=reduction), m, t, var)
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_laplace_nll_matches_torch_distribution(scale):
+    loc, t = _pair((4, 5), 4)
+    ref = -torch.distributions.Laplace(loc, torch.full_like(loc, scale)).log_prob(t)
+    torch.testing.assert_close(L.laplace_nll(loc, t, scale, reduction="none"), ref, **TOL)
+
+
+def test_mse_is_gaussian_nll_up_to_a_constant():
+    m, t = _pair((50,), 5)
+    var = 0.7
+    torch.testing.assert_close(L.gaussian_nll(m, t, var), L.mse_loss(m, t) / (2 * var) + 0.5 * math.log(2 * math.pi * var), **TOL)
+    torch.testing.assert_close(L.laplace_nll(m, t, var), L.mae_loss(m, t) / var + math.log(2 * var), **TOL)
+
+
+# ---------------------------------------------------------------------------- binary
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_binary_cross_entropy_matches_torch(shape, reduction):
+    g = torch.Generator().manual_seed(6)
+    p = torch.rand(shape, generator=g, dtype=torch.float64) * 0.98 + 0.01
+    y = torch.rand(shape, generator=g, dtype=torch.float64)
+    _compare(lambda a, b: L.binary_cross_entropy(a, b, reduction),
+             lambda a, b: F.binary_cross_entropy(a, b, reduction=reduction), p, y)
+    z, _ = _pair(shape, 7, -20.0, 20.0)
+    _compare(lambda a, b: L.binary_cross_entropy_with_logits(a, b, reduction),
+             lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction), z, y)
+
+
+def test_binary_cross_entropy_extremes():
+    """p in {0, 1} gives torch's clamped value 100, and logits of +-1e4 stay finite."""
+    p = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    y = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(L.binary_cross_entropy(p, y, "none"), F.binary_cross_entropy(p, y, reduction="none"), **TOL)
+    z = torch.tensor([1e4, -1e4, 1e4, -1e4], dtype=torch.float32)
+    out = L.binary_cross_entropy_with_logits(z, y.float(), "none")
+    torch.testing.assert_close(out, torch.tensor([0.0, 0.0, 1e4, 1e4]), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------- softmax cross-entropy
+@pytest.mark.parametrize("N,V", [(1, 2), (5, 7), (16, 65)])
+def test_cross_entropy_and_grad_match_torch(N, V):
+    g = torch.Generator().manual_seed(N * V)
+    z = torch.randn(N, V, generator=g, dtype=torch.float64) * 3
+    y = torch.randint(0, V, (N,), generator=g)
+    _compare(L.cross_entropy, F.cross_entropy, z, y)
+    zz = z.clone().requires_grad_()
+    F.cross_entropy(zz, y).backward()
+    torch.testing.assert_close(L.cross_entropy_grad(z, y), zz.grad, **TOL)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_label_smoothing_matches_torch(smoothing, reduction):
+    g = torch.Generator().manual_seed(8)
+    z = torch.randn(6, 9, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, 9, (6,), generator=g)
+    _compare(lambda a, b: L.label_smoothed_cross_entropy(a, b, smoothing, reduction),
+             lambda a, b: F.cross_entropy(a, b, label_smoothing=smoothing, reduction=reduction), z, y)
+    # it is cross-entropy to the mixture q = (1 - eps) onehot + eps / V ...
+    q = L.smoothed_targets(y, 9, smoothing, dtype=torch.float64)
+    torch.testing.assert_close(q.sum(-1), torch.ones(6, dtype=torch.float64), **TOL)
+    torch.testing.assert_close(L.label_smoothed_cross_entropy(z, y, smoothing, reduction),
+                               L.soft_cross_entropy(z, q, reduction), **TOL)
+    # ... which is H(q) + KL(q || p)
+    log_q = torch.where(q > 0, q.log(), torch.zeros_like(q))
+    entropy = -(q * log_q).sum(-1)
+    torch.testing.assert_close(L.soft_cross_entropy(z, q, "none"), entropy + L.kl_divergence(z, q, "none"), **TOL)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_soft_cross_entropy_and_kl_match_torch(reduction):
+    g = torch.Generator().manual_seed(9)
+    z = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    q = torch.softmax(torch.randn(5, 4, generator=g, dtype=torch.float64), -1)
+    q[0] = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)  # zeros: 0 log 0 = 0
+    _compare(lambda a, b: L.soft_cross_entropy(a, b, reduction),
+             lambda a, b: F.cross_entropy(a, b, reduction=reduction), z, q)
+    torch_red = {"mean": "batchmean", "sum": "sum", "none": "none"}[reduction]
+    ref = F.kl_div(F.log_softmax(z, -1), q, reduction=torch_red)
+    ref = ref.sum(-1) if reduction == "none" else ref      # torch keeps (N, V) terms; ours sums each row
+    torch.testing.assert_close(L.kl_divergence(z, q, reduction), ref, **TOL)
+
+
+def test_cross_entropy_known_answer():
+    """Uniform logits give log V whatever the target."""
+    for V in (2, 10, 65):
+        assert abs(L.cross_entropy(torch.zeros(3, V, dtype=torch.float64), torch.tensor([0, 1, V - 1])).item() - math.log(V)) < 1e-12
+
+
+# ---------------------------------------------------------------------------- stability
+@pytest.mark.parametrize("dtype,big", [(torch.float32, 1e4), (torch.float16, 20.0), (torch.bfloat16, 1e4)])
+def test_stable_softmax_survives_where_naive_fails(dtype, big):
+    z = torch.tensor([[big, 0.0, -big], [big, big - 1, big - 2]], dtype=dtype)
+    assert not torch.isfinite(L.naive_softmax(z)).all()        # exp overflows to inf; inf / inf = nan
+    p = L.softmax(z)
+    assert torch.isfinite(p).all()
+    torch.testing.assert_close(p.float(), torch.softmax(z.float(), -1), rtol=1e-2, atol=1e-3)
+    assert torch.isfinite(L.log_softmax(z)).all()
+    assert torch.isfinite(L.cross_entropy(z, torch.tensor([0, 2]))).all()
+
+
+def test_softmax_shift_invariance_and_logsumexp():
+    g = torch.Generator().manual_seed(10)
+    z = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(L.softmax(z + 123.0), L.softmax(z), **TOL)
+    torch.testing.assert_close(L.logsumexp(z), torch.logsumexp(z, -1), **TOL)
+    torch.testing.assert_close(L.naive_softmax(z), L.softmax(z), **TOL)   # equal where nothing overflows
+
+
+# ---------------------------------------------------------------------------- bias-variance
+def test_bias_variance_decomposition_adds_up():
+    g = torch.Generator().manual_seed(11)
+    R, N = 4000, 8
+    f = torch.linspace(-1, 1, N, dtype=torch.float64)
+    pred = f + 0.3 + 0.5 * torch.randn(R, N, generator=g, dtype=torch.float64)  # bias 0.3, variance 0.25
+    y = f + 0.2 * torch.randn(R, N, generator=g, dtype=torch.float64)           # noise 0.04
+    bv = L.bias_variance(pred, f, y)
+    assert abs(bv.bias_sq - 0.09) < 0.01 and abs(bv.variance - 0.25) < 0.01 and abs(bv.noise - 0.04) < 0.002
+    assert abs(bv.bias_sq + bv.variance + bv.noise - bv.expected_mse) < 0.01
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_bad_inputs_name_expected_and_received():
+    a = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match=r"target must have the shape of input \(3, 4\), got \(4, 3\)"):
+        L.mse_loss(a, torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="reduction must be one of mean, sum, none, got 'avg'"):
+        L.mae_loss(a, a, reduction="avg")
+    with pytest.raises(ValueError, match=r"targets holds token id 4, outside the vocabulary \[0, 4\)"):
+        L.cross_entropy(a, torch.tensor([0, 1, 4]))
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 1\], got a value 2"):
+        L.binary_cross_entropy(torch.full((3,), 0.5), torch.tensor([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"probs must lie in \[0, 1\], got a value -0.5"):
+        L.binary_cross_entropy(torch.tensor([-0.5]), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="delta must be > 0, got -1"):
+        L.huber_loss(a, a, delta=-1.0)
+    with pytest.raises(ValueError, match=r"smoothing must lie in \[0, 1\], got 1.5"):
+        L.label_smoothed_cross_entropy(a, torch.tensor([0, 1, 2]), smoothing=1.5)
+    with pytest.raises(TypeError, match="targets must be an integer tensor"):
+        L.cross_entropy(a, torch.tensor([0.0, 1.0, 2.0]))
+    with pytest.raises(TypeError, match="input must be a torch.Tensor, got list"):
+        L.mse_loss([1.0], torch.zeros(1))
+    with pytest.raises(ValueError, match="var must be > 0"):
+        L.gaussian_nll(a, a, 0.0)
