@@ -4,7 +4,7 @@ The simplest map from text to integers, used by the first training chapters (it 
 nanoGPT's ``shakespeare_char`` uses: 65 symbols for Tiny Shakespeare). Ids follow the sorted
 order of the characters, so the same text always gives the same vocabulary.
 
-Book: notebooks/01_tour.ipynb (first use) and the tokenization chapter.
+Book: :doc:`/notebooks/01_tour` (first use) and :doc:`/notebooks/08_tokenization`
 """
 from __future__ import annotations
 

@@ -1,0 +1,357 @@
+"""Byte-level byte-pair encoding (BPE), trained from scratch, naive and incremental.
+
+Text is UTF-8 encoded, cut into GPT-2 pre-tokens (:mod:`mathllm.pretokenize`), and each
+pre-token starts as a sequence of byte ids 0..255. Training repeats one greedy step: count every
+adjacent pair inside pre-tokens, weighting a pre-token by how often it occurs::
+
+    count(a, b) = sum_w f(w) * #{i : w_i = a, w_{i+1} = b}         (eq. bpe-pair-count)
+
+and replace the most frequent pair by a new id 256, 257, ... Ties go to the lexicographically
+greatest pair of byte strings ``(bytes(a), bytes(b))``, then to the greatest pair of ids. The
+vocabulary is the 256 bytes, one token per merge, then the special tokens.
+
+Two trainers give the same merges: :func:`train_naive` recounts every pair after each merge;
+:func:`train_incremental` keeps the counts, an index of the pre-tokens each pair occurs in and a
+heap of candidates, and after a merge updates only the pre-tokens that held the merged pair.
+Encoding applies merges to each pre-token lowest rank first, which is the same as replaying the
+training merges in order. References: Sennrich et al. 2016; GPT-2 ``encoder.py`` (Radford et
+al. 2019); minbpe (Karpathy); the Hugging Face ``tokenizers`` trainer (incremental counts).
+
+Leaves out: dropout, byte-to-unicode remapping of GPT-2's vocabulary files, merges across
+pre-tokens (SentencePiece), Unicode normalization.
+
+Book: :doc:`/notebooks/08_tokenization`
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import operator
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+from .pretokenize import (GPT2_SPLIT_PATTERN, check_special_tokens, count_pretokens, pretokenize,
+                          split_special, split_stable)
+
+ALGORITHMS = ("incremental", "naive")
+N_BYTES = 256
+_CACHE_LIMIT = 1 << 17  # pre-tokens remembered by encode; cleared when full (bounded memory)
+
+
+# ---------------------------------------------------------------------------- helpers
+def merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace each occurrence of ``pair`` in ``ids``, left to right, by ``new_id``.
+
+    >>> merge([97, 97, 97, 98], (97, 97), 256)
+    [256, 97, 98]
+    """
+    a, b = pair
+    out, i, n = [], 0, len(ids)
+    while i < n:
+        if i + 1 < n and ids[i] == a and ids[i + 1] == b:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def pair_counts(words: list[list[int]], freqs: list[int]) -> dict[tuple[int, int], int]:
+    """eq. (bpe-pair-count): each adjacent pair of each word, weighted by the word's frequency."""
+    counts: dict[tuple[int, int], int] = defaultdict(int)
+    for w, f in zip(words, freqs):
+        for pair in zip(w, w[1:]):
+            counts[pair] += f
+    return dict(counts)
+
+
+def _initial(word_freqs: dict[bytes, int]) -> tuple[list[list[int]], list[int], dict[int, bytes]]:
+    items = sorted(word_freqs.items())  # a fixed order, so results never depend on dict order
+    return [list(w) for w, _ in items], [f for _, f in items], {i: bytes([i]) for i in range(N_BYTES)}
+
+
+# ---------------------------------------------------------------------------- training
+def train_naive(word_freqs: dict[bytes, int], n_merges: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Greedy BPE by recounting all pairs after every merge: O(merges x corpus). Returns
+    ``(merges, counts)``, the merged pairs in order and the count of each when it was merged.
+    Stops early when no pair is left.
+
+    Worked example, the single pre-token ``aaabdaaabac`` (a=97, b=98, c=99, d=100): the pair
+    counts are aa:4, ab:2, the rest 1, so ``aa`` -> 256 gives ``[256,97,98,100,256,97,98,97,99]``.
+    Now ``(256,97)`` and ``(97,98)`` both occur twice; ``(b"aa", b"a") > (b"a", b"b")``, so
+    ``(256,97)`` -> 257 = ``aaa``, leaving ``[257,98,100,257,98,97,99]``; then ``(257,98)`` -> 258.
+
+    >>> train_naive({b"aaabdaaabac": 1}, 3)
+    ([(97, 97), (256, 97), (257, 98)], [4, 2, 2])
+
+    Book: :doc:`/notebooks/08_tokenization`
+    """
+    words, freqs, vocab = _initial(word_freqs)
+    merges, counts_at_merge = [], []
+    for step in range(n_merges):
+        counts = pair_counts(words, freqs)
+        if not counts:
+            break
+        pair = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]], p))
+        new_id = N_BYTES + step
+        vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
+        words = [merge(w, pair, new_id) for w in words]
+        merges.append(pair)
+        counts_at_merge.append(counts[pair])
+    return merges, counts_at_merge
+
+
+def _descending(token: bytes) -> tuple[int, ...]:
+    # a key whose ascending order is the descending order of byte strings: negate each byte and
+    # end with 1, which sorts after any -byte, so a prefix sorts after its extensions
+    return tuple(-c for c in token) + (1,)
+
+
+def train_incremental(word_freqs: dict[bytes, int], n_merges: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """The merges of :func:`train_naive`, updating counts only where a merge changed something.
+
+    ``where[pair]`` holds the indices of the words the pair has occurred in (a superset: entries
+    are never removed, a word that no longer holds the pair is skipped). The heap holds
+    ``(-count, key(a), key(b), -a, -b)`` so its smallest entry is the most frequent pair, ties to
+    the greatest byte strings; an entry whose count is out of date is dropped when it surfaces.
+    A merged pair can never occur again (merges only join neighbours), so its count stays 0.
+
+    >>> train_incremental({b"aaabdaaabac": 1}, 3)
+    ([(97, 97), (256, 97), (257, 98)], [4, 2, 2])
+
+    Book: :doc:`/notebooks/08_tokenization`
+    """
+    words, freqs, vocab = _initial(word_freqs)
+    keys = [_descending(vocab[i]) for i in range(N_BYTES)]
+    counts: dict[tuple[int, int], int] = defaultdict(int)
+    where: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for i, (w, f) in enumerate(zip(words, freqs)):
+        for pair in zip(w, w[1:]):
+            counts[pair] += f
+            where[pair].add(i)
+    heap = [(-c, keys[a], keys[b], -a, -b) for (a, b), c in counts.items()]
+    heapq.heapify(heap)
+    merges, counts_at_merge = [], []
+    while len(merges) < n_merges and heap:
+        neg, _, _, na, nb = heapq.heappop(heap)
+        pair = (-na, -nb)
+        if counts.get(pair, 0) != -neg:
+            continue  # stale entry: the count changed after it was pushed
+        new_id = N_BYTES + len(merges)
+        vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
+        keys.append(_descending(vocab[new_id]))
+        merges.append(pair)
+        counts_at_merge.append(-neg)
+        delta: dict[tuple[int, int], int] = defaultdict(int)
+        for i in where.pop(pair):
+            w = words[i]
+            new_w = merge(w, pair, new_id)
+            if len(new_w) == len(w):
+                continue  # the pair left this word in an earlier merge
+            f = freqs[i]
+            for p in zip(w, w[1:]):  # remove the word's old pairs, add its new ones
+                delta[p] -= f
+            for p in zip(new_w, new_w[1:]):
+                delta[p] += f
+                where[p].add(i)
+            words[i] = new_w
+        for p, d in delta.items():
+            if d:
+                c = counts[p] + d
+                if c:
+                    counts[p] = c
+                    heapq.heappush(heap, (-c, keys[p[0]], keys[p[1]], -p[0], -p[1]))
+                else:
+                    del counts[p]
+    return merges, counts_at_merge
+
+
+# ---------------------------------------------------------------------------- tokenizer
+class BPETokenizer:
+    """A byte-level BPE tokenizer: ordered merges plus special tokens.
+
+    Ids ``0..255`` are the bytes, ``256 + k`` is the token made by ``merges[k]``, and the special
+    tokens follow in the order given. ``vocab`` maps every id to its bytes (a special token to its
+    UTF-8 encoding).
+
+    >>> tok = BPETokenizer.train("aaabdaaabac", vocab_size=259)
+    >>> tok.encode("aaabdaaabac")
+    [258, 100, 258, 97, 99]
+    >>> tok.decode([258, 100])
+    'aaabd'
+
+    Book: :doc:`/notebooks/08_tokenization`
+    """
+
+    def __init__(self, merges: Iterable[tuple[int, int]], special_tokens: Iterable[str] = (),
+                 merge_counts: Iterable[int] | None = None):
+        self.merges = [(int(a), int(b)) for a, b in merges]
+        self.special_tokens = check_special_tokens(special_tokens)
+        self.merge_counts = list(merge_counts) if merge_counts is not None else None
+        self.vocab = {i: bytes([i]) for i in range(N_BYTES)}
+        for k, (a, b) in enumerate(self.merges):
+            new_id = N_BYTES + k
+            if not (0 <= a < new_id and 0 <= b < new_id):
+                raise ValueError(f"merge {k} is {(a, b)}: both ids must be in [0, {new_id}), "
+                                 f"the bytes and the tokens of earlier merges")
+            self.vocab[new_id] = self.vocab[a] + self.vocab[b]
+        self.ranks = {pair: k for k, pair in enumerate(self.merges)}
+        first = N_BYTES + len(self.merges)
+        self.special_ids = {s: first + j for j, s in enumerate(self.special_tokens)}
+        for s, i in self.special_ids.items():
+            self.vocab[i] = s.encode("utf-8")
+        self._cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int, special_tokens: Iterable[str] = (),
+              algorithm: str = "incremental") -> "BPETokenizer":
+        """Train on ``text`` until ``vocab_size`` = 256 + merges + special tokens (fewer merges
+        if the text runs out of pairs). Special tokens in ``text`` are cut out, never merged.
+
+        Book: :doc:`/notebooks/08_tokenization`
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+            raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+        special_tokens = check_special_tokens(special_tokens)
+        if vocab_size < N_BYTES + len(special_tokens):
+            raise ValueError(f"vocab_size must be at least 256 (the bytes) + {len(special_tokens)} "
+                             f"special tokens = {N_BYTES + len(special_tokens)}, got {vocab_size}")
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+        trainer = train_incremental if algorithm == "incremental" else train_naive
+        merges, counts = trainer(count_pretokens(text, special_tokens), vocab_size - N_BYTES - len(special_tokens))
+        return cls(merges, special_tokens, counts)
+
+    @property
+    def vocab_size(self) -> int:
+        return N_BYTES + len(self.merges) + len(self.special_tokens)
+
+    def truncate(self, vocab_size: int) -> "BPETokenizer":
+        """The tokenizer with only the first merges, as if trained to ``vocab_size``.
+
+        Training is greedy, so its first ``k`` merges do not depend on how many come after:
+        one run gives the tokenizers of every smaller vocabulary.
+        """
+        n = vocab_size - N_BYTES - len(self.special_tokens)
+        if not 0 <= n <= len(self.merges):
+            raise ValueError(f"vocab_size must be in [{N_BYTES + len(self.special_tokens)}, "
+                             f"{self.vocab_size}], got {vocab_size}")
+        counts = self.merge_counts[:n] if self.merge_counts is not None else None
+        return BPETokenizer(self.merges[:n], self.special_tokens, counts)
+
+    # ------------------------------------------------------------------------ encoding
+    def _encode_piece(self, piece: str) -> list[int]:
+        """Merge inside one pre-token, lowest rank first, and cache the result.
+
+        Merging the leftmost occurrence of the lowest-ranked pair, again and again, replays the
+        training merges in order: a pair made by merge ``k`` can only join with later merges.
+        """
+        ids = list(piece.encode("utf-8"))
+        get, unmerged = self.ranks.get, len(self.merges)
+        while len(ids) > 1:
+            best = unmerged
+            for i, pair in enumerate(zip(ids, ids[1:])):
+                r = get(pair, unmerged)
+                if r < best:
+                    best, at = r, i
+            if best == unmerged:
+                break
+            ids[at:at + 2] = [N_BYTES + best]
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[piece] = ids
+        return ids
+
+    def _encode_pieces(self, pieces: Iterable[str], out: list[int]) -> list[int]:
+        cache = self._cache
+        for piece in pieces:
+            ids = cache.get(piece)
+            out.extend(ids if ids is not None else self._encode_piece(piece))
+        return out
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``. Special tokens are matched first; merges stay inside pre-tokens."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode needs a str, got {type(text).__name__}")
+        out: list[int] = []
+        for segment, is_special in split_special(text, self.special_tokens):
+            if is_special:
+                out.append(self.special_ids[segment])
+            else:
+                self._encode_pieces(pretokenize(segment), out)
+        return out
+
+    def encode_iterable(self, lines: Iterable[str]) -> Iterator[int]:
+        """Stream the ids of ``"".join(lines)`` (e.g. an open text file), holding only the last
+        unfinished pre-token between lines; the ids equal those of :meth:`encode` on the whole text.
+        """
+        buffer = ""
+        for line in lines:
+            if not isinstance(line, str):
+                raise TypeError(f"encode_iterable needs str lines, got {type(line).__name__}")
+            buffer += line
+            pieces, consumed = split_stable(buffer, self.special_tokens, final=False)
+            yield from self._encode_split(pieces)
+            buffer = buffer[consumed:]
+        yield from self.encode(buffer)
+
+    def _encode_split(self, pieces: list[tuple[str, bool]]) -> list[int]:
+        out: list[int] = []
+        for piece, is_special in pieces:
+            if is_special:
+                out.append(self.special_ids[piece])
+            else:
+                self._encode_pieces((piece,), out)
+        return out
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes of a sequence of ids (accepts lists, NumPy arrays and torch tensors)."""
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        vocab = self.vocab
+        try:
+            return b"".join([vocab[operator.index(i)] for i in ids])
+        except TypeError:
+            bad = next(i for i in ids if isinstance(i, bool) or not hasattr(i, "__index__"))
+            raise TypeError(f"token ids must be ints, got {type(bad).__name__} {bad!r}") from None
+        except KeyError as e:
+            raise ValueError(f"token id {e.args[0]} is outside the vocabulary [0, {self.vocab_size})") from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of ``ids``; bytes that are not valid UTF-8 become U+FFFD, never an error."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # ------------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the tokenizer as readable JSON: merges as id pairs and each token's text."""
+        data = {
+            "type": "bpe", "pattern": GPT2_SPLIT_PATTERN,
+            "merges": [list(p) for p in self.merges],
+            "merge_counts": self.merge_counts,
+            "special_tokens": self.special_ids,
+            # for people reading the file; load() rebuilds the vocabulary from the merges
+            "tokens": {i: self.vocab[i].decode("utf-8", errors="backslashreplace")
+                       for i in range(N_BYTES, N_BYTES + len(self.merges))},
+        }
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=0)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "BPETokenizer":
+        """Read a tokenizer written by :meth:`save`."""
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if not isinstance(data, dict) or data.get("type") != "bpe":
+            raise ValueError(f"{path} is not a saved BPETokenizer (type={data.get('type') if isinstance(data, dict) else None!r})")
+        if data["pattern"] != GPT2_SPLIT_PATTERN:
+            raise ValueError(f"{path} was saved with another pre-tokenization pattern: {data['pattern']!r}")
+        specials = sorted(data["special_tokens"], key=data["special_tokens"].get)
+        tok = cls(data["merges"], specials, data.get("merge_counts"))
+        if tok.special_ids != data["special_tokens"]:
+            raise ValueError(f"{path}: special token ids {data['special_tokens']} do not follow the "
+                             f"{len(tok.merges)} merges")
+        return tok

@@ -1,0 +1,156 @@
+"""Pre-tokenization: cutting text into the pieces that byte-level BPE merges inside.
+
+BPE never merges across a pre-token boundary, so ``" dog"`` and ``" dog."`` share the token
+``" dog"`` instead of learning ``"dog."``, ``"dog!"``, ``"dog?"`` as separate words. The pieces are
+the matches of GPT-2's regular expression (Radford et al. 2019, ``openai/gpt-2`` ``encoder.py``):
+English contractions, a run of letters or of digits or of other symbols (each with at most one
+leading space), and runs of whitespace, where ``\\s+(?!\\S)`` leaves the last space of a run to
+the word that follows it. Special tokens such as ``<|endoftext|>`` are cut out first, longest
+first where two overlap, and the text on each side is pre-tokenized on its own.
+
+:func:`split_stable` does the same for the start of a text whose end has not arrived yet, which
+is what lets :meth:`mathllm.bpe.BPETokenizer.encode_iterable` stream a file with bounded memory
+and still give exactly the ids of encoding it whole.
+
+Leaves out: the later GPT-4 (``cl100k``) pattern, case-insensitive contractions, Unicode
+normalization.
+
+Book: :doc:`/notebooks/08_tokenization`
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+from collections import Counter
+from collections.abc import Iterable
+
+import regex  # the `re` module has no \p{L} (Unicode letter) classes
+
+GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+_PRETOKEN = regex.compile(GPT2_SPLIT_PATTERN)
+_SPACES = regex.compile(r"\s*")  # the same \s as the pattern (not str.isspace, which differs)
+_LOOKAHEAD = 3  # the longest contraction, "'re", reads 3 characters before it can fail
+
+
+def pretokenize(text: str) -> list[str]:
+    """The GPT-2 pre-tokens of ``text``; they concatenate back to ``text``.
+
+    >>> pretokenize("Hello world's  end!!\\n")
+    ['Hello', ' world', "'s", ' ', ' end', '!!', '\\n']
+
+    Book: :doc:`/notebooks/08_tokenization`
+    """
+    return _PRETOKEN.findall(text)
+
+
+def check_special_tokens(special_tokens: Iterable[str]) -> tuple[str, ...]:
+    """Validate special tokens: non-empty, distinct strings. Returns them as a tuple."""
+    if isinstance(special_tokens, str):
+        raise TypeError(f"special_tokens must be a list of strings, got the single string {special_tokens!r}")
+    out = tuple(special_tokens)
+    for s in out:
+        if not isinstance(s, str):
+            raise TypeError(f"each special token must be a str, got {type(s).__name__} {s!r}")
+        if not s:
+            raise ValueError("a special token must be a non-empty str, got ''")
+    if len(set(out)) != len(out):
+        raise ValueError(f"special tokens must be distinct, got {list(out)}")
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def special_regex(special_tokens: tuple[str, ...]):
+    """A compiled alternation of the special tokens, longest first (None when there are none).
+
+    Alternatives are tried in order, so sorting by length makes ``"<s><s>"`` win over ``"<s>"``.
+    """
+    tokens = sorted(check_special_tokens(special_tokens), key=lambda s: (-len(s), s))
+    return regex.compile("|".join(regex.escape(s) for s in tokens)) if tokens else None
+
+
+def split_special(text: str, special_tokens: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
+    """Cut ``text`` at special tokens: a list of ``(segment, is_special)``, empty segments dropped.
+
+    >>> split_special("a<|endoftext|>b", ("<|endoftext|>",))
+    [('a', False), ('<|endoftext|>', True), ('b', False)]
+    """
+    special_re = special_regex(tuple(special_tokens))
+    if special_re is None:
+        return [(text, False)] if text else []
+    out, pos = [], 0
+    for m in special_re.finditer(text):
+        if m.start() > pos:
+            out.append((text[pos:m.start()], False))
+        out.append((m.group(), True))
+        pos = m.end()
+    if pos < len(text):
+        out.append((text[pos:], False))
+    return out
+
+
+def count_pretokens(text: str, special_tokens: Iterable[str] = ()) -> Counter:
+    """How often each pre-token occurs, as UTF-8 bytes; special tokens are cut out and not counted.
+
+    This is all that BPE training needs to read from the text: merges happen inside pre-tokens,
+    so a pre-token that occurs ``f`` times contributes ``f`` to each of its pairs.
+    """
+    counts: Counter = Counter()
+    for segment, is_special in split_special(text, tuple(special_tokens)):
+        if not is_special:
+            counts.update(_PRETOKEN.findall(segment))
+    return Counter({w.encode("utf-8"): n for w, n in counts.items()})
+
+
+def _is_stable(text: str, start: int, end: int, limit: int) -> bool:
+    """Whether the pre-token ``text[start:end]`` depends only on ``text[:limit]``.
+
+    The regex reads at most ``_LOOKAHEAD`` characters from ``start`` while trying contractions
+    and one character past a run of letters, digits or symbols. A whitespace match may have
+    backtracked, so it read up to the first non-space after it, plus that character.
+    """
+    if _SPACES.match(text, start).end() >= end:  # the piece is all whitespace
+        read_to = _SPACES.match(text, end).end() + 1
+    else:
+        read_to = end + 1
+    return max(start + _LOOKAHEAD, read_to) <= limit
+
+
+def split_stable(text: str, special_tokens: tuple[str, ...] = (),
+                 final: bool = True) -> tuple[list[tuple[str, bool]], int]:
+    """Pre-tokens and special tokens of ``text`` that no continuation of ``text`` can change.
+
+    Returns ``(pieces, consumed)``: ``pieces`` is a list of ``(piece, is_special)`` covering
+    ``text[:consumed]``. With ``final=True`` the text is complete and ``consumed == len(text)``.
+    With ``final=False`` more text may follow, so the pieces stop before any match that read
+    past the end (a word still growing, a run of spaces, a special token half arrived); splitting
+    ``text[consumed:] + more`` next time gives the same pieces as splitting the whole text.
+
+    Book: :doc:`/notebooks/08_tokenization`
+    """
+    if final:
+        pieces = []
+        for segment, is_special in split_special(text, special_tokens):
+            if is_special:
+                pieces.append((segment, True))
+            else:
+                pieces.extend((p, False) for p in _PRETOKEN.findall(segment))
+        return pieces, len(text)
+    pieces, pos, limit = [], 0, len(text)
+    special_re = special_regex(tuple(special_tokens))
+    if special_re is not None:
+        # a special token may still start anywhere the longest one does not fit yet
+        limit = len(text) - max(map(len, special_tokens)) + 1
+        for m in special_re.finditer(text):
+            if m.start() >= limit:
+                break
+            pieces.extend((p, False) for p in _PRETOKEN.findall(text[pos:m.start()]))
+            pieces.append((m.group(), True))
+            pos = m.end()
+    rest = _PRETOKEN.findall(text, pos)
+    ends = list(itertools.accumulate(map(len, rest), initial=pos))  # piece k is text[ends[k]:ends[k+1]]
+    # what a piece reads grows from piece to piece, so the stable pieces are a prefix: search back
+    k = len(rest)
+    while k and not _is_stable(text, ends[k - 1], ends[k], limit):
+        k -= 1
+    pieces.extend((p, False) for p in rest[:k])
+    return pieces, ends[k]
