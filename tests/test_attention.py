@@ -1,0 +1,294 @@
+"""Tests for mathllm.attention: against F.scaled_dot_product_attention, torch.autograd and torch.nn.MultiheadAttention."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mathllm import attention as A
+from mathllm.attention import (KVCache, MultiHeadAttention, attention_backward, causal_mask,
+                               scaled_dot_product_attention, softmax_jacobian)
+from mathllm.positional import RoPE
+
+D = dict(dtype=torch.float64)
+
+
+def qkv(*shape, S=None, hv=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    *lead, T, hs = shape
+    S = T if S is None else S
+    q = torch.randn(*lead, T, hs, generator=g, **D)
+    k = torch.randn(*lead, S, hs, generator=g, **D)
+    v = torch.randn(*lead, S, hv or hs, generator=g, **D)
+    return q, k, v
+
+
+# ---------------------------------------------------------------------------- one head
+def test_causal_mask_known_answer():
+    assert torch.equal(causal_mask(3), torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=torch.bool))
+    # 2 new queries after 3 cached keys: query 0 sits at position 3
+    assert torch.equal(causal_mask(2, 5), torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool))
+
+
+@pytest.mark.parametrize("shape,S,hv", [((5, 4), None, None), ((2, 3, 7, 8), 9, 5), ((1, 1, 1, 16), 4, 16)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_sdpa_matches_torch_forward_backward(shape, S, hv, masked):
+    q, k, v = qkv(*shape, S=S, hv=hv)
+    T, S = q.shape[-2], k.shape[-2]
+    mask = causal_mask(T, S) if masked else None
+    outs, grads = [], []
+    for impl in ("manual", "sdpa", "torch"):
+        a, b, c = (t.clone().requires_grad_() for t in (q, k, v))
+        y = (F.scaled_dot_product_attention(a, b, c, attn_mask=mask) if impl == "torch"
+             else scaled_dot_product_attention(a, b, c, mask=mask, impl=impl))
+        y.backward(torch.cos(torch.arange(y.numel(), **D)).view_as(y))
+        outs.append(y)
+        grads.append((a.grad, b.grad, c.grad))
+    for y, g in zip(outs[:2], grads[:2]):
+        torch.testing.assert_close(y, outs[2], rtol=1e-12, atol=1e-12)
+        for gi, gr in zip(g, grads[2]):
+            torch.testing.assert_close(gi, gr, rtol=1e-10, atol=1e-12)
+
+
+def test_sdpa_rows_are_convex_combinations_of_values():
+    q, k, v = qkv(6, 4)
+    y = scaled_dot_product_attention(q, k, torch.ones_like(v))
+    torch.testing.assert_close(y, torch.ones_like(y), rtol=0, atol=1e-14)
+    # the first query under a causal mask sees only the first value
+    y = scaled_dot_product_attention(q, k, v, causal_mask(6))
+    torch.testing.assert_close(y[0], v[0], rtol=0, atol=1e-14)
+
+
+def test_sdpa_bad_input():
+    q, k, v = qkv(4, 8)
+    with pytest.raises(TypeError, match="boolean"):
+        scaled_dot_product_attention(q, k, v, mask=torch.ones(4, 4))
+    with pytest.raises(ValueError, match="impl must be"):
+        scaled_dot_product_attention(q, k, v, impl="flash")
+    with pytest.raises(ValueError, match="head size"):
+        scaled_dot_product_attention(q, k[:, :4], v)
+    with pytest.raises(ValueError, match="same number of positions"):
+        scaled_dot_product_attention(q, k, v[:3])
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        scaled_dot_product_attention(q.tolist(), k, v)
+
+
+@pytest.mark.parametrize("n", [1, 3, 10])
+def test_softmax_jacobian_against_autograd(n):
+    x = torch.randn(2, n, **D)
+    J = torch.autograd.functional.jacobian(lambda z: torch.softmax(z, -1), x[0])
+    torch.testing.assert_close(softmax_jacobian(torch.softmax(x[0], -1)), J, rtol=1e-12, atol=1e-14)
+    # known answer: uniform p = 1/n gives I/n - 1/n^2
+    p = torch.full((n,), 1.0 / n, **D)
+    torch.testing.assert_close(softmax_jacobian(p), torch.eye(n, **D) / n - 1.0 / n**2)
+    # rows sum to zero: softmax outputs always sum to one
+    torch.testing.assert_close(softmax_jacobian(torch.softmax(x, -1)).sum(-1), torch.zeros(2, n, **D))
+
+
+@pytest.mark.parametrize("shape,S,hv,masked", [((5, 4), None, None, False), ((2, 3, 6, 8), 9, 5, True),
+                                               ((3, 7, 2), None, 3, True)])
+def test_attention_backward_against_autograd(shape, S, hv, masked):
+    q, k, v = qkv(*shape, S=S, hv=hv, seed=1)
+    mask = causal_mask(q.shape[-2], k.shape[-2]) if masked else None
+    a, b, c = (t.clone().requires_grad_() for t in (q, k, v))
+    y = scaled_dot_product_attention(a, b, c, mask)
+    dout = torch.randn_like(y)
+    y.backward(dout)
+    for ours, ref in zip(attention_backward(q, k, v, dout, mask), (a.grad, b.grad, c.grad)):
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- many heads
+def copy_to_torch(m: MultiHeadAttention) -> torch.nn.MultiheadAttention:
+    ref = torch.nn.MultiheadAttention(m.n_embd, m.n_head, bias=m.qkv.bias is not None, batch_first=True, **D)
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(m.qkv.weight)
+        ref.out_proj.weight.copy_(m.proj.weight)
+        if m.qkv.bias is not None:
+            ref.in_proj_bias.copy_(m.qkv.bias)
+            ref.out_proj.bias.copy_(m.proj.bias)
+    return ref
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("C,nh,bias", [(16, 1, True), (32, 4, True), (24, 6, False)])
+def test_mha_matches_torch_multihead_attention(impl, causal, C, nh, bias):
+    torch.manual_seed(0)
+    m = MultiHeadAttention(C, nh, causal=causal, bias=bias, impl=impl).double()
+    ref = copy_to_torch(m)
+    x = torch.randn(3, 7, C, **D)
+    y = m(x)
+    y_ref, _ = ref(x, x, x, attn_mask=~causal_mask(7) if causal else None, need_weights=False)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    y_ref.backward(dy)
+    torch.testing.assert_close(m.qkv.weight.grad, ref.in_proj_weight.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(m.proj.weight.grad, ref.out_proj.weight.grad, rtol=1e-10, atol=1e-12)
+    if bias:
+        torch.testing.assert_close(m.qkv.bias.grad, ref.in_proj_bias.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_cross_attention_with_key_padding_matches_torch(impl):
+    torch.manual_seed(1)
+    m = MultiHeadAttention(32, 4, causal=True, impl=impl).double()  # causal is ignored across sequences
+    ref = copy_to_torch(m)
+    x, ctx = torch.randn(2, 5, 32, **D), torch.randn(2, 9, 32, **D)
+    pad = torch.zeros(2, 9, dtype=torch.bool)
+    pad[0, 6:] = True  # the first source sentence has 6 tokens, then padding
+    y = m(x, context=ctx, mask=~pad[:, None, None, :])  # (B, 1, 1, S): True = may attend
+    y_ref, _ = ref(x, ctx, ctx, key_padding_mask=pad, need_weights=False)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    # padding really is ignored: changing padded positions changes nothing
+    ctx2 = ctx.clone()
+    ctx2[0, 6:] = 100.0
+    torch.testing.assert_close(m(x, context=ctx2, mask=~pad[:, None, None, :])[0], y[0], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_manual_and_sdpa_agree_with_masks_forward_backward(causal):
+    torch.manual_seed(2)
+    ms = [MultiHeadAttention(32, 4, causal=causal, impl=impl).double() for impl in ("manual", "sdpa")]
+    ms[1].load_state_dict(ms[0].state_dict())
+    x = torch.randn(2, 8, 32, **D)
+    mask = torch.ones(2, 1, 1, 8, dtype=torch.bool)
+    mask[1, ..., 5:] = False  # right padding: every query keeps at least key 0
+    ys = [m(x, mask=mask) for m in ms]
+    torch.testing.assert_close(ys[0], ys[1], rtol=1e-12, atol=1e-12)
+    for y in ys:
+        y.square().sum().backward()
+    torch.testing.assert_close(ms[0].qkv.weight.grad, ms[1].qkv.weight.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_heads_are_a_reshape_of_per_head_attention():
+    torch.manual_seed(3)
+    C, nh = 24, 3
+    hs = C // nh
+    m = MultiHeadAttention(C, nh, causal=True, impl="manual").double()
+    x = torch.randn(2, 6, C, **D)
+    Wq, Wk, Wv = m.qkv.weight.split(C)
+    bq, bk, bv = m.qkv.bias.split(C)
+    heads = []
+    for h in range(nh):  # the loop the module avoids
+        s = slice(h * hs, (h + 1) * hs)
+        q, k, v = x @ Wq[s].T + bq[s], x @ Wk[s].T + bk[s], x @ Wv[s].T + bv[s]
+        heads.append(scaled_dot_product_attention(q, k, v, causal_mask(6)))
+    torch.testing.assert_close(m(x), m.proj(torch.cat(heads, -1)), rtol=1e-12, atol=1e-12)
+
+
+def test_sdpa_fast_path_uses_is_causal_without_a_mask(monkeypatch):
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(A.F, "scaled_dot_product_attention", spy)
+    m = MultiHeadAttention(16, 2, causal=True)
+    m(torch.randn(1, 5, 16))
+    assert calls[-1].get("is_causal") is True and calls[-1].get("attn_mask") is None
+    cache = KVCache()
+    m(torch.randn(1, 5, 16), kv_cache=cache)  # prefill of an empty cache: still the fast path
+    assert calls[-1].get("is_causal") is True
+    m(torch.randn(1, 1, 16), kv_cache=cache)  # a decoding step: explicit mask over the cache
+    assert calls[-1].get("attn_mask") is not None and not calls[-1].get("is_causal", False)
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+@pytest.mark.parametrize("use_rope", [False, True])
+@pytest.mark.parametrize("chunks", [(1,) * 9, (4, 1, 1, 3), (9,)])
+def test_kv_cache_incremental_equals_full(impl, use_rope, chunks):
+    torch.manual_seed(4)
+    m = MultiHeadAttention(32, 4, causal=True, impl=impl, rope=RoPE(8, 16) if use_rope else None).double().eval()
+    x = torch.randn(2, 9, 32, **D)
+    full = m(x)
+    cache, outs, t = KVCache(), [], 0
+    for n in chunks:
+        outs.append(m(x[:, t:t + n], kv_cache=cache))
+        t += n
+        assert cache.length == t and cache.k.shape == (2, 4, t, 8)
+    torch.testing.assert_close(torch.cat(outs, 1), full, rtol=1e-12, atol=1e-12)
+    cache.reset()
+    assert cache.length == 0
+
+
+def test_cross_attention_cache_reuses_encoder_keys():
+    torch.manual_seed(5)
+    m = MultiHeadAttention(16, 2).double()
+    ctx = torch.randn(1, 7, 16, **D)
+    x = torch.randn(1, 4, 16, **D)
+    cache = KVCache()
+    ys = [m(x[:, t:t + 1], context=ctx, kv_cache=cache) for t in range(4)]
+    assert cache.length == 7  # filled once, not appended to
+    torch.testing.assert_close(torch.cat(ys, 1), m(x, context=ctx), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+@pytest.mark.parametrize("t", [0, 3, 6])
+def test_causal_mask_does_not_leak_the_future(impl, t):
+    torch.manual_seed(6)
+    m = MultiHeadAttention(16, 4, causal=True, impl=impl).double()
+    x = torch.randn(2, 8, 16, **D)
+    x2 = x.clone()
+    x2[:, t + 1:] = torch.randn(2, 7 - t, 16, **D)
+    y, y2 = m(x), m(x2)
+    torch.testing.assert_close(y2[:, :t + 1], y[:, :t + 1], rtol=0, atol=1e-14)
+    assert (y2[:, t + 1:] - y[:, t + 1:]).abs().max() > 1e-3  # the later outputs did change
+    # the same by gradients: output t does not depend on input t + 1
+    xg = x.clone().requires_grad_()
+    m(xg)[:, t].sum().backward()
+    assert xg.grad[:, t + 1:].abs().max() == 0 and xg.grad[:, t].abs().max() > 0
+
+
+def test_without_causal_mask_the_future_leaks():
+    m = MultiHeadAttention(16, 4, causal=False).double()
+    x = torch.randn(1, 5, 16, **D)
+    x2 = x.clone()
+    x2[:, -1] += 1.0
+    assert (m(x2)[:, 0] - m(x)[:, 0]).abs().max() > 1e-6
+
+
+def test_dropout_only_in_training():
+    torch.manual_seed(7)
+    m = MultiHeadAttention(16, 2, causal=True, dropout=0.5)
+    x = torch.randn(2, 6, 16)
+    m.train()
+    assert not torch.allclose(m(x), m(x))
+    m.eval()
+    torch.testing.assert_close(m(x), m(x), rtol=0, atol=0)
+
+
+def test_mha_bad_input():
+    with pytest.raises(ValueError, match="n_embd=30 must be divisible by n_head=4"):
+        MultiHeadAttention(30, 4)
+    with pytest.raises(ValueError, match="impl must be"):
+        MultiHeadAttention(32, 4, impl="flash")
+    with pytest.raises(ValueError, match="dropout"):
+        MultiHeadAttention(32, 4, dropout=1.0)
+    with pytest.raises(ValueError, match="rope has head size 4"):
+        MultiHeadAttention(32, 4, rope=RoPE(4))
+    m = MultiHeadAttention(32, 4)
+    with pytest.raises(ValueError, match=r"C=32, got \(2, 5, 16\)"):
+        m(torch.randn(2, 5, 16))
+    with pytest.raises(ValueError, match="context must have shape"):
+        m(torch.randn(2, 5, 32), context=torch.randn(3, 5, 32))
+    with pytest.raises(TypeError, match="boolean"):
+        m(torch.randn(2, 5, 32), mask=torch.ones(5, 5))
+    cache = KVCache()
+    cache.append(torch.zeros(1, 4, 2, 8), torch.zeros(1, 4, 2, 8))
+    with pytest.raises(ValueError, match="cannot append"):
+        cache.append(torch.zeros(1, 2, 1, 8), torch.zeros(1, 2, 1, 8))
+    assert "length=2" in repr(cache)
+
+
+def test_scaling_keeps_score_variance_one():
+    # Var(q . k) = hs for unit-variance entries; dividing by sqrt(hs) brings it back to 1
+    g = torch.Generator().manual_seed(8)
+    for hs in (4, 64, 256):
+        q, k = torch.randn(20000, hs, generator=g, **D), torch.randn(20000, hs, generator=g, **D)
+        s = (q * k).sum(-1)
+        assert abs(s.var().item() / hs - 1) < 0.05
+        assert abs((s / math.sqrt(hs)).var().item() - 1) < 0.05

@@ -1,0 +1,148 @@
+"""Tests for mathllm.positional: sinusoidal encoding (formula, sympy shift rotation) and RoPE (complex form, Llama)."""
+import math
+
+import pytest
+import sympy as sp
+import torch
+
+from mathllm.positional import (RoPE, apply_rope, frequencies, pairs_to_half, rope_angles, rope_matrix,
+                                sinusoidal_encoding, sinusoidal_shift_matrix)
+
+D = dict(dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------------- sinusoidal
+@pytest.mark.parametrize("T,C,base", [(5, 4, 10000.0), (17, 16, 10000.0), (3, 2, 100.0)])
+def test_sinusoidal_matches_the_formula(T, C, base):
+    pe = sinusoidal_encoding(T, C, base)
+    assert pe.shape == (T, C) and pe.dtype == torch.float32
+    ref = torch.empty(T, C, **D)
+    for p in range(T):
+        for i in range(C // 2):
+            ref[p, 2 * i] = math.sin(p / base ** (2 * i / C))
+            ref[p, 2 * i + 1] = math.cos(p / base ** (2 * i / C))
+    torch.testing.assert_close(pe.double(), ref, rtol=0, atol=1e-6)
+    # position 0: sin 0 = 0 and cos 0 = 1
+    torch.testing.assert_close(pe[0], torch.tensor([0.0, 1.0] * (C // 2)))
+
+
+def test_shift_rotation_derived_in_sympy():
+    p, k, w = sp.symbols("p k omega", real=True)
+    pe = lambda pos: sp.Matrix([sp.sin(pos * w), sp.cos(pos * w)])  # noqa: E731
+    M = sp.Matrix([[sp.cos(k * w), sp.sin(k * w)], [-sp.sin(k * w), sp.cos(k * w)]])
+    assert sp.simplify(sp.expand_trig(pe(p + k) - M * pe(p))) == sp.zeros(2, 1)
+    assert sp.simplify(M.T * M) == sp.eye(2)  # a rotation
+    f = sp.lambdify((k, w), M)
+    om = frequencies(8)[1].item()
+    torch.testing.assert_close(sinusoidal_shift_matrix(3, 8)[2:4, 2:4].double(), torch.tensor(f(3, om), **D),
+                               rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 40])
+@pytest.mark.parametrize("C", [4, 32])
+def test_shift_matrix_moves_every_position(k, C):
+    pe = sinusoidal_encoding(60, C).double()
+    M = sinusoidal_shift_matrix(k, C).double()
+    torch.testing.assert_close(pe[:20] @ M.T, pe[k:k + 20], rtol=0, atol=1e-5)  # PE(p + k) = M_k PE(p)
+    torch.testing.assert_close(M @ M.T, torch.eye(C, **D), rtol=0, atol=1e-6)
+
+
+def test_sinusoidal_dot_product_depends_only_on_offset():
+    pe = sinusoidal_encoding(50, 16).double()
+    G = pe @ pe.T  # (T, T): PE(p) . PE(q) = sum_i cos((p - q) omega_i)
+    offsets = torch.arange(50)[:, None] - torch.arange(50)[None, :]
+    torch.testing.assert_close(G, torch.cos(offsets[..., None] * frequencies(16)).sum(-1), rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- rotary
+@pytest.mark.parametrize("hs", [2, 8, 64])
+def test_rope_matrix_is_a_rotation_with_relative_composition(hs):
+    for m, n in [(0, 0), (3, 7), (11, 2), (100, 40)]:
+        Rm, Rn = rope_matrix(m, hs), rope_matrix(n, hs)
+        torch.testing.assert_close(Rm.T @ Rm, torch.eye(hs, **D), rtol=0, atol=1e-12)
+        torch.testing.assert_close(Rm.T @ Rn, rope_matrix(n - m, hs), rtol=0, atol=1e-12)
+
+
+def test_rope_relative_property_in_sympy():
+    m, n, t = sp.symbols("m n theta", real=True)
+    q1, q2, k1, k2 = sp.symbols("q1 q2 k1 k2", real=True)
+    R = lambda a: sp.Matrix([[sp.cos(a * t), -sp.sin(a * t)], [sp.sin(a * t), sp.cos(a * t)]])  # noqa: E731
+    q, k = sp.Matrix([q1, q2]), sp.Matrix([k1, k2])
+    lhs = ((R(m) * q).T * (R(n) * k))[0]
+    rhs = (q.T * R(n - m) * k)[0]
+    assert sp.simplify(sp.expand_trig(lhs - rhs)) == 0
+
+
+@pytest.mark.parametrize("hs,T,offset", [(8, 5, 0), (16, 7, 3), (2, 1, 9)])
+def test_rope_pairs_equals_matrix_and_complex_form(hs, T, offset):
+    x = torch.randn(2, 3, T, hs, **D)
+    rope = RoPE(hs, max_len=32).double()
+    y = rope(x, offset=offset)
+    ref = torch.stack([x[..., t, :] @ rope_matrix(offset + t, hs).T for t in range(T)], dim=-2)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-6)  # buffers are float32
+    # RoFormer / Meta Llama form: adjacent pairs are complex numbers multiplied by e^{i m theta}
+    z = torch.view_as_complex(x.reshape(2, 3, T, hs // 2, 2).contiguous())
+    ang = rope_angles(T, hs, offset=offset)
+    ref_c = torch.view_as_real(z * torch.polar(torch.ones_like(ang), ang)).flatten(-2)
+    torch.testing.assert_close(y, ref_c, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["pairs", "half"])
+def test_rope_scores_depend_only_on_offset(layout):
+    rope = RoPE(16, 64, layout=layout).double()
+    q, k = torch.randn(16, **D), torch.randn(16, **D)
+    def score(m, n):
+        return rope(q.expand(1, 64, 16))[0, m] @ rope(k.expand(1, 64, 16))[0, n]
+    for m, n, d in [(0, 5, 5), (10, 15, 5), (40, 45, 5), (3, 3, 0), (30, 20, -10)]:
+        torch.testing.assert_close(score(m, n), score(m - min(m, n), n - min(m, n)), rtol=0, atol=1e-5)
+        if layout == "pairs":  # <R_m q, R_n k> = q^T R_m^T R_n k = <q, R_{n-m} k>
+            torch.testing.assert_close(score(m, n), q @ rope_matrix(d, 16) @ k, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("hs", [2, 8, 32])
+def test_half_layout_is_a_permutation_of_pairs(hs):
+    P = pairs_to_half(hs)
+    assert sorted(P.tolist()) == list(range(hs))
+    x = torch.randn(3, 11, hs, **D)
+    pairs, half = RoPE(hs, 16).double(), RoPE(hs, 16, layout="half").double()
+    torch.testing.assert_close(half(x[..., P], offset=2), pairs(x, offset=2)[..., P], rtol=0, atol=1e-12)
+    if hs > 2:  # with a single pair the two layouts coincide
+        assert not torch.allclose(half(x), pairs(x))
+
+
+def test_half_layout_matches_transformers_llama():
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
+    cfg = transformers.LlamaConfig(hidden_size=32, num_attention_heads=4, num_key_value_heads=4,
+                                   max_position_embeddings=64)
+    rot = LlamaRotaryEmbedding(cfg)
+    q, k = torch.randn(2, 4, 10, 8), torch.randn(2, 4, 10, 8)
+    cos, sin = rot(q, torch.arange(5, 15)[None])
+    q_ref, k_ref = apply_rotary_pos_emb(q, k, cos, sin)
+    rope = RoPE(8, 64, layout="half")
+    torch.testing.assert_close(rope(q, offset=5), q_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rope(k, offset=5), k_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_rope_preserves_norm_and_position_zero():
+    x = torch.randn(4, 6, 8, **D)
+    y = RoPE(8, 8).double()(x)
+    torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1), rtol=1e-6, atol=0)
+    torch.testing.assert_close(y[:, 0], x[:, 0], rtol=0, atol=0)
+
+
+def test_positional_bad_input():
+    with pytest.raises(ValueError, match="positive even int"):
+        RoPE(7)
+    with pytest.raises(ValueError, match="positive even int"):
+        sinusoidal_encoding(4, 5)
+    with pytest.raises(ValueError, match="layout must be"):
+        RoPE(8, layout="interleaved")
+    with pytest.raises(ValueError, match="layout must be"):
+        apply_rope(torch.randn(2, 8), torch.ones(2, 4), torch.zeros(2, 4), layout="x")
+    with pytest.raises(ValueError, match="head size 8"):
+        RoPE(8)(torch.randn(2, 3, 4))
+    with pytest.raises(ValueError, match=r"positions 6..9 do not fit in max_len=8"):
+        RoPE(8, max_len=8)(torch.randn(4, 8), offset=6)
+    with pytest.raises(ValueError, match="base must be > 0"):
+        frequencies(8, base=0.0)
