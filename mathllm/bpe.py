@@ -32,7 +32,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 from .pretokenize import (GPT2_SPLIT_PATTERN, check_special_tokens, count_pretokens, pretokenize,
-                          split_special, split_stable)
+                          settled_length, split_special)
 
 ALGORITHMS = ("incremental", "naive")
 N_BYTES = 256
@@ -285,28 +285,28 @@ class BPETokenizer:
                 self._encode_pieces(pretokenize(segment), out)
         return out
 
-    def encode_iterable(self, lines: Iterable[str]) -> Iterator[int]:
-        """Stream the ids of ``"".join(lines)`` (e.g. an open text file), holding only the last
-        unfinished pre-token between lines; the ids equal those of :meth:`encode` on the whole text.
+    def encode_iterable(self, lines: Iterable[str], chunk_chars: int = 1 << 16) -> Iterator[int]:
+        """Stream the ids of ``"".join(lines)`` (e.g. an open text file) with bounded memory.
+
+        Lines are gathered until ``chunk_chars`` characters have arrived; the settled pieces are
+        encoded and only the unfinished tail (:func:`mathllm.pretokenize.settled_length`) is kept.
+        The ids equal those of :meth:`encode` on the whole text, for any ``chunk_chars >= 1``.
         """
-        buffer = ""
+        if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 1:
+            raise ValueError(f"chunk_chars must be a positive int, got {chunk_chars!r}")
+        parts: list[str] = []
+        size = 0
         for line in lines:
             if not isinstance(line, str):
                 raise TypeError(f"encode_iterable needs str lines, got {type(line).__name__}")
-            buffer += line
-            pieces, consumed = split_stable(buffer, self.special_tokens, final=False)
-            yield from self._encode_split(pieces)
-            buffer = buffer[consumed:]
-        yield from self.encode(buffer)
-
-    def _encode_split(self, pieces: list[tuple[str, bool]]) -> list[int]:
-        out: list[int] = []
-        for piece, is_special in pieces:
-            if is_special:
-                out.append(self.special_ids[piece])
-            else:
-                self._encode_pieces((piece,), out)
-        return out
+            parts.append(line)
+            size += len(line)
+            if size >= chunk_chars:
+                buffer = "".join(parts)
+                n = settled_length(buffer, self.special_tokens)
+                yield from self.encode(buffer[:n])
+                parts, size = [buffer[n:]], len(buffer) - n
+        yield from self.encode("".join(parts))
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of a sequence of ids (accepts lists, NumPy arrays and torch tensors)."""

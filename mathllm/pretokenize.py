@@ -8,8 +8,8 @@ leading space), and runs of whitespace, where ``\\s+(?!\\S)`` leaves the last sp
 the word that follows it. Special tokens such as ``<|endoftext|>`` are cut out first, longest
 first where two overlap, and the text on each side is pre-tokenized on its own.
 
-:func:`split_stable` does the same for the start of a text whose end has not arrived yet, which
-is what lets :meth:`mathllm.bpe.BPETokenizer.encode_iterable` stream a file with bounded memory
+:func:`settled_length` finds how much of a text whose end has not arrived yet can already be
+split for good, which is what lets :meth:`mathllm.bpe.BPETokenizer.encode_iterable` stream a file with bounded memory
 and still give exactly the ids of encoding it whole.
 
 Leaves out: the later GPT-4 (``cl100k``) pattern, case-insensitive contractions, Unicode
@@ -20,7 +20,6 @@ Book: :doc:`/notebooks/08_tokenization`
 from __future__ import annotations
 
 import functools
-import itertools
 from collections import Counter
 from collections.abc import Iterable
 
@@ -28,7 +27,8 @@ import regex  # the `re` module has no \p{L} (Unicode letter) classes
 
 GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 _PRETOKEN = regex.compile(GPT2_SPLIT_PATTERN)
-_SPACES = regex.compile(r"\s*")  # the same \s as the pattern (not str.isspace, which differs)
+_SPACES = regex.compile(r"\s*")
+_BOUNDARY = regex.compile(r"(?r)\S\s")  # searched backwards: the last non-space followed by a space  # the same \s as the pattern (not str.isspace, which differs)
 _LOOKAHEAD = 3  # the longest contraction, "'re", reads 3 characters before it can fail
 
 
@@ -115,27 +115,21 @@ def _is_stable(text: str, start: int, end: int, limit: int) -> bool:
     return max(start + _LOOKAHEAD, read_to) <= limit
 
 
-def split_stable(text: str, special_tokens: tuple[str, ...] = (),
-                 final: bool = True) -> tuple[list[tuple[str, bool]], int]:
-    """Pre-tokens and special tokens of ``text`` that no continuation of ``text`` can change.
+def settled_length(text: str, special_tokens: tuple[str, ...] = ()) -> int:
+    """Length of the longest prefix of ``text`` whose pieces no continuation of ``text`` can change.
 
-    Returns ``(pieces, consumed)``: ``pieces`` is a list of ``(piece, is_special)`` covering
-    ``text[:consumed]``. With ``final=True`` the text is complete and ``consumed == len(text)``.
-    With ``final=False`` more text may follow, so the pieces stop before any match that read
-    past the end (a word still growing, a run of spaces, a special token half arrived); splitting
-    ``text[consumed:] + more`` next time gives the same pieces as splitting the whole text.
+    Splitting ``text[:n]`` (``n`` the returned length) gives the same pre-tokens and special
+    tokens as splitting ``text + more`` for any ``more``, and its pieces end exactly at ``n``. What
+    is left out is a word still growing, a run of spaces, a contraction or a special token half
+    arrived. A non-space followed by a space is always a pre-token boundary, so the search jumps
+    to the last one and checks only the few pieces after it.
+
+    >>> settled_length("one two")  # " two" may still grow into " twofold"
+    3
 
     Book: :doc:`/notebooks/08_tokenization`
     """
-    if final:
-        pieces = []
-        for segment, is_special in split_special(text, special_tokens):
-            if is_special:
-                pieces.append((segment, True))
-            else:
-                pieces.extend((p, False) for p in _PRETOKEN.findall(segment))
-        return pieces, len(text)
-    pieces, pos, limit = [], 0, len(text)
+    start, limit = 0, len(text)
     special_re = special_regex(tuple(special_tokens))
     if special_re is not None:
         # a special token may still start anywhere the longest one does not fit yet
@@ -143,14 +137,12 @@ def split_stable(text: str, special_tokens: tuple[str, ...] = (),
         for m in special_re.finditer(text):
             if m.start() >= limit:
                 break
-            pieces.extend((p, False) for p in _PRETOKEN.findall(text[pos:m.start()]))
-            pieces.append((m.group(), True))
-            pos = m.end()
-    rest = _PRETOKEN.findall(text, pos)
-    ends = list(itertools.accumulate(map(len, rest), initial=pos))  # piece k is text[ends[k]:ends[k+1]]
-    # what a piece reads grows from piece to piece, so the stable pieces are a prefix: search back
-    k = len(rest)
-    while k and not _is_stable(text, ends[k - 1], ends[k], limit):
-        k -= 1
-    pieces.extend((p, False) for p in rest[:k])
-    return pieces, ends[k]
+            start = m.end()
+    # every piece before such a boundary q reads at most up to q + 1, and starts before q
+    boundary = _BOUNDARY.search(text, start, max(start, limit - 1))
+    pos = boundary.start() + 1 if boundary else start
+    for m in _PRETOKEN.finditer(text, pos):
+        if not _is_stable(text, m.start(), m.end(), limit):
+            break
+        pos = m.end()
+    return pos

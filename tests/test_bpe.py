@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from mathllm.bpe import BPETokenizer, merge, pair_counts, train_incremental, train_naive
 from mathllm.corpus import load_text
-from mathllm.pretokenize import count_pretokens, pretokenize, split_special, split_stable
+from mathllm.pretokenize import count_pretokens, pretokenize, settled_length, split_special
 
 EOT = "<|endoftext|>"
 AWKWARD = [
@@ -238,30 +238,43 @@ def test_encode_iterable_equals_encode(text, cuts, specials):
     tok = BPETokenizer.train("ab ab 'sre ll 23 !! \n\n  \t" * 3 + "".join(PIECES), 300, special_tokens=specials)
     cuts = sorted({c % (len(text) + 1) for c in cuts})
     chunks = [text[i:j] for i, j in zip([0] + cuts, cuts + [len(text)])]
-    assert list(tok.encode_iterable(chunks)) == tok.encode(text)
+    assert list(tok.encode_iterable(chunks, chunk_chars=1)) == tok.encode(text)
 
 
 def test_encode_iterable_file(tok, shakespeare, tmp_path):
     text = shakespeare[:40_000].replace("\n\n", f"\n{EOT}\n")
     path = tmp_path / "corpus.txt"
     path.write_text(text, encoding="utf-8")
-    with open(path, encoding="utf-8") as f:
-        streamed = list(tok.encode_iterable(f))
-    assert streamed == tok.encode(text) and streamed.count(tok.special_ids[EOT]) == text.count(EOT)
+    for chunk_chars in (1, 100, 1 << 16):
+        with open(path, encoding="utf-8") as f:
+            streamed = list(tok.encode_iterable(f, chunk_chars=chunk_chars))
+        assert streamed == tok.encode(text) and streamed.count(tok.special_ids[EOT]) == text.count(EOT)
 
 
-def test_split_stable_holds_back_unfinished_pieces():
-    assert split_stable("one two", final=False) == ([("one", False)], 3)       # " two" may grow
-    assert split_stable("a\n\n", final=False) == ([("a", False)], 1)           # spaces may grow
-    assert split_stable("x'r", final=False) == ([("x", False)], 1)             # "'r" may become "'re"
-    pieces, used = split_stable(f"hi{EOT}there <|end", (EOT,), final=False)
-    assert pieces == [("hi", False), (EOT, True)] and used == 2 + len(EOT)
+def test_settled_length_holds_back_unfinished_pieces():
+    assert settled_length("one two") == 3             # " two" may grow
+    assert settled_length("one two ") == 7            # a non-space then a space: a boundary
+    assert settled_length("a\n\n") == 1               # spaces may grow
+    assert settled_length("x'r") == 1                 # "'r" may become "'re"
+    assert settled_length("") == 0 and settled_length("abc") == 0
+    assert settled_length(f"hi{EOT}there <|end", (EOT,)) == 2 + len(EOT)
     # the spaces backtracked before "<", but a special token may start there: "\n\n\n\n" is then
     # one piece, so the run must wait (the regex read the "<" after the run to decide)
     text = "hello world\n\n\n\n" + EOT[:-1]
-    assert split_stable(text, (EOT,), final=False)[1] == len("hello world")
+    assert settled_length(text, (EOT,)) == len("hello world")
     tok = BPETokenizer([], [EOT])
-    assert list(tok.encode_iterable([text, ">"])) == tok.encode(text + ">")
+    assert list(tok.encode_iterable([text, ">"], chunk_chars=1)) == tok.encode(text + ">")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=40).map("".join), st.lists(st.sampled_from(PIECES), max_size=8).map("".join),
+       st.sampled_from([(), (EOT,), ("<s>", "<s><s>", EOT)]))
+def test_settled_prefix_splits_as_the_whole(text, more, specials):
+    n = settled_length(text, specials)
+    def split(t):
+        return [p for seg, sp in split_special(t, specials) for p in ([seg] if sp else pretokenize(seg))]
+    head = split(text[:n])
+    assert split(text + more)[:len(head)] == head and "".join(head) == text[:n]
 
 
 # ---------------------------------------------------------------------------- special tokens
@@ -340,6 +353,8 @@ def test_bad_input(tok):
         tok.encode(["a"])
     with pytest.raises(TypeError, match="needs str lines, got bytes"):
         list(tok.encode_iterable([b"abc"]))
+    with pytest.raises(ValueError, match="chunk_chars must be a positive int, got 0"):
+        list(tok.encode_iterable(["abc"], chunk_chars=0))
     with pytest.raises(ValueError, match=r"merge 1 is \(256, 300\)"):
         BPETokenizer([(97, 98), (256, 300)])
 
