@@ -27,8 +27,8 @@ import regex  # the `re` module has no \p{L} (Unicode letter) classes
 
 GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 _PRETOKEN = regex.compile(GPT2_SPLIT_PATTERN)
-_SPACES = regex.compile(r"\s*")
-_BOUNDARY = regex.compile(r"(?r)\S\s")  # searched backwards: the last non-space followed by a space  # the same \s as the pattern (not str.isspace, which differs)
+_SPACES = regex.compile(r"\s*")  # the same \s as the pattern (not str.isspace, which differs)
+_BOUNDARY = regex.compile(r"(?r)\S\s")  # searched backwards: the last non-space followed by a space
 _LOOKAHEAD = 3  # the longest contraction, "'re", reads 3 characters before it can fail
 
 
@@ -118,10 +118,10 @@ def _is_stable(text: str, start: int, end: int, limit: int) -> bool:
 def settled_length(text: str, special_tokens: tuple[str, ...] = ()) -> int:
     """Length of the longest prefix of ``text`` whose pieces no continuation of ``text`` can change.
 
-    Splitting ``text[:n]`` (``n`` the returned length) gives the same pre-tokens and special
-    tokens as splitting ``text + more`` for any ``more``, and its pieces end exactly at ``n``. What
-    is left out is a word still growing, a run of spaces, a contraction or a special token half
-    arrived. A non-space followed by a space is always a pre-token boundary, so the search jumps
+    Splitting ``text[:n]`` (``n`` the returned length) on its own gives the same first pre-tokens
+    and special tokens as splitting ``text + more``, for any ``more``. What is left out is a word
+    still growing, a run of spaces, a contraction or a special token half arrived; the prefix
+    never ends in spaces, which the end of the string would turn into one piece. A non-space followed by a space is always a pre-token boundary, so the search jumps
     to the last one and checks only the few pieces after it.
 
     >>> settled_length("one two")  # " two" may still grow into " twofold"
@@ -141,8 +141,10 @@ def settled_length(text: str, special_tokens: tuple[str, ...] = ()) -> int:
     # every piece before such a boundary q reads at most up to q + 1, and starts before q
     boundary = _BOUNDARY.search(text, start, max(start, limit - 1))
     pos = boundary.start() + 1 if boundary else start
+    settled = pos
     for m in _PRETOKEN.finditer(text, pos):
         if not _is_stable(text, m.start(), m.end(), limit):
             break
-        pos = m.end()
-    return pos
+        if _SPACES.match(text, m.start()).end() < m.end():
+            settled = m.end()  # never end on spaces: cut there, "\s+(?!\S)" would see the end and grow
+    return settled

@@ -255,6 +255,7 @@ def test_settled_length_holds_back_unfinished_pieces():
     assert settled_length("one two") == 3             # " two" may grow
     assert settled_length("one two ") == 7            # a non-space then a space: a boundary
     assert settled_length("a\n\n") == 1               # spaces may grow
+    assert settled_length(" \n's") == 0               # " ", "\n" are settled, but " \n" alone is one piece
     assert settled_length("x'r") == 1                 # "'r" may become "'re"
     assert settled_length("") == 0 and settled_length("abc") == 0
     assert settled_length(f"hi{EOT}there <|end", (EOT,)) == 2 + len(EOT)
@@ -266,7 +267,7 @@ def test_settled_length_holds_back_unfinished_pieces():
     assert list(tok.encode_iterable([text, ">"], chunk_chars=1)) == tok.encode(text + ">")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(PIECES), max_size=40).map("".join), st.lists(st.sampled_from(PIECES), max_size=8).map("".join),
        st.sampled_from([(), (EOT,), ("<s>", "<s><s>", EOT)]))
 def test_settled_prefix_splits_as_the_whole(text, more, specials):
