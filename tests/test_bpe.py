@@ -6,7 +6,8 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mathllm.bpe import BPETokenizer, merge, pair_counts, train_incremental, train_naive
+from mathllm.bpe import BPETokenizer
+from mathllm.bpe_train import merge, pair_counts, train_incremental, train_naive
 from mathllm.corpus import load_text
 from mathllm.pretokenize import count_pretokens, pretokenize, settled_length, split_special
 
