@@ -20,6 +20,8 @@ Book: :doc:`/notebooks/04_calculus_autodiff`
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .tensor_autograd import Tensor, grad
@@ -33,10 +35,10 @@ def _check_scheme(scheme: str) -> None:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
 
 
-def _check_step(h) -> float:
-    if isinstance(h, bool) or not isinstance(h, (int, float)) or not h > 0:
+def _check_step(h):
+    if isinstance(h, bool) or not isinstance(h, numbers.Real) or not h > 0:
         raise ValueError(f"the step h must be a positive number, got {h!r}")
-    return float(h)
+    return h  # kept as given: a float32 step keeps a float32 computation in float32
 
 
 class GradientMismatch(AssertionError):
@@ -83,8 +85,12 @@ def numerical_grad(f, x, h: float = 1e-6, scheme: str = "central") -> np.ndarray
     return out
 
 
-def derivative_errors(f, df, x: float, hs, scheme: str = "central") -> np.ndarray:
-    """|finite difference - f'(x)| for each step in ``hs``: the curve that shows the trade-off."""
+def derivative_errors(f, df, x, hs, scheme: str = "central") -> np.ndarray:
+    """|finite difference - f'(x)| for each step in ``hs``: the curve that shows the trade-off.
+
+    ``x`` may be a number (returns shape (len(hs),)) or an array of points, with ``f`` and ``df``
+    elementwise (returns shape (len(hs),) + x.shape).
+    """
     return np.array([abs(finite_difference(f, x, h, scheme) - df(x)) for h in hs])
 
 

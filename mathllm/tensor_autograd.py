@@ -268,6 +268,8 @@ def grad(y: Tensor, xs, g: Tensor | None = None, create_graph: bool = False) -> 
     if not isinstance(y, Tensor):
         raise TypeError(f"y must be a Tensor, got {type(y).__name__}")
     xs = list(xs)
+    if not y.requires_grad:
+        raise ValueError("y does not depend on any tensor with requires_grad=True: there is no graph to differentiate")
     if g is None:
         if y.data.size != 1:
             raise ValueError(f"grad of a non-scalar y of shape {y.shape} needs g, the upstream gradient")
@@ -338,13 +340,15 @@ def rnn_states(W, U, xs, h0, linear: bool = False) -> list[Tensor]:
     """The hidden states h_0, ..., h_T of h_t = tanh(W h_{t-1} + U x_t) (no tanh if ``linear``).
 
     Args:
-        W: (H, H) recurrent weights; U: (H, D) input weights; xs: (T, D) inputs; h0: (H,) start state.
+        W: (H, H) recurrent weights; U: (H, D) input weights; xs: (T, D) inputs; h0: (H,) start
+            state (an array becomes a leaf with ``requires_grad=True``, so the states form a graph).
 
     Returns:
         T + 1 Tensors of shape (H,), all in one graph, so ``grad(L, states)`` gives dL/dh_t for every t:
         the product of the Jacobians dh_{s}/dh_{s-1} = diag(tanh'(.)) W for s > t.
     """
-    W, U, h = _lift(W), _lift(U), _lift(h0)
+    W, U = _lift(W), _lift(U)
+    h = h0 if isinstance(h0, Tensor) else Tensor(h0, requires_grad=True)
     xs = np.asarray(xs, dtype=np.float64)
     H = h.shape[0] if h.ndim == 1 else -1
     if h.ndim != 1 or W.shape != (H, H) or xs.ndim != 2 or U.shape != (H, xs.shape[1]):

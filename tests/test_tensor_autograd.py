@@ -202,6 +202,8 @@ def test_bad_inputs():
         Tensor(x)
     with pytest.raises(ValueError, match=r"scalar output, got shape \(2, 3\)"):
         x.backward()
+    with pytest.raises(ValueError, match="does not depend on any tensor with requires_grad=True"):
+        grad(Tensor(np.ones(2)).sum(), [x])
     with pytest.raises(ValueError, match="needs g, the upstream gradient"):
         grad(x * 2.0, [x])
     with pytest.raises(ValueError, match=r"g must have y's shape \(2, 3\), got \(3,\)"):
