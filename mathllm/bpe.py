@@ -8,8 +8,8 @@ rank first, which is the same as replaying the training merges in order, and dec
 bytes of the ids. References: Sennrich et al. 2016; GPT-2 ``encoder.py`` (Radford et al. 2019);
 minbpe (Karpathy); Hugging Face ``tokenizers`` (the tests compare against it).
 
-Leaves out: dropout, byte-to-unicode remapping of GPT-2's vocabulary files, merges across
-pre-tokens (SentencePiece), Unicode normalization.
+Leaves out: dropout, reading GPT-2's vocabulary files (:func:`gpt2_bytes_to_unicode` gives their
+byte alphabet), merges across pre-tokens (SentencePiece), Unicode normalization.
 
 Book: :doc:`/notebooks/08_tokenization`
 """
@@ -26,6 +26,25 @@ from .pretokenize import (GPT2_SPLIT_PATTERN, check_special_tokens, count_pretok
 
 ALGORITHMS = ("incremental", "naive")
 _CACHE_LIMIT = 1 << 17  # pre-tokens remembered by encode; cleared when full (bounded memory)
+
+
+# ---------------------------------------------------------------------------- GPT-2's printable bytes
+def gpt2_bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's printable stand-in for each byte, used in its vocabulary files and by HF ``tokenizers``.
+
+    Printable Latin-1 bytes stand for themselves; the other 68 (controls, space, ...) are mapped in
+    order to U+0100, U+0101, ..., so a space is shown as ``"Ġ"`` (U+0120) and a newline as ``"Ċ"``:
+    ``"Ġthe"`` in a GPT-2 vocabulary is the token ``b" the"``. From openai/gpt-2 ``encoder.py``.
+
+    >>> table = gpt2_bytes_to_unicode()
+    >>> table[ord(" ")], table[ord("\\n")], table[ord("A")]
+    ('Ġ', 'Ċ', 'A')
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(N_BYTES) if b not in printable]
+    table = {b: chr(b) for b in printable}
+    table.update({b: chr(N_BYTES + k) for k, b in enumerate(others)})
+    return table
 
 
 # ---------------------------------------------------------------------------- tokenizer

@@ -6,7 +6,7 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mathllm.bpe import BPETokenizer
+from mathllm.bpe import BPETokenizer, gpt2_bytes_to_unicode
 from mathllm.bpe_train import merge, pair_counts, train_incremental, train_naive
 from mathllm.corpus import load_text
 from mathllm.pretokenize import count_pretokens, pretokenize, settled_length, split_special
@@ -150,18 +150,15 @@ def test_encode_replays_training(shakespeare):
 tokenizers = pytest.importorskip("tokenizers", reason="Hugging Face tokenizers is a test extra")
 
 
-def _bytes_to_unicode():
-    """GPT-2's printable stand-in character for each byte (openai/gpt-2 encoder.py)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + len(cs) - 188)
-    return dict(zip(bs, map(chr, cs)))
+U2B = {c: b for b, c in gpt2_bytes_to_unicode().items()}
 
 
-U2B = {c: b for b, c in _bytes_to_unicode().items()}
+def test_gpt2_byte_alphabet():
+    table = gpt2_bytes_to_unicode()
+    assert sorted(table) == list(range(256)) and len(set(table.values())) == 256
+    assert table[32] == "Ġ" and table[10] == "Ċ" and table[0] == "Ā" and table[ord("a")] == "a"
+    # it is the alphabet HF's byte-level pre-tokenizer uses
+    assert set(table.values()) == set(tokenizers.pre_tokenizers.ByteLevel.alphabet())
 
 
 def _hf_bytes(s):
