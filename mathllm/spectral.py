@@ -4,18 +4,17 @@ Implements, each checked against ``torch.linalg`` in ``tests/test_spectral.py``:
 
 - power iteration for the dominant eigenpair of a symmetric matrix (:func:`power_iteration`);
   Trefethen and Bau, *Numerical Linear Algebra*, lecture 27;
-- the speed of gradient descent on a quadratic, set by the Hessian's eigenvalues
-  (:func:`gd_rate`, :func:`gd_on_quadratic`); Nesterov, *Lectures on Convex Optimization*, 2018, sec. 2.1;
 - the SVD read off the eigendecomposition of ``A^T A`` (:func:`svd_via_eigh`), and a randomized
   truncated SVD by subspace iteration (:func:`truncated_svd`; Halko, Martinsson and Tropp, 2011);
 - the Eckart-Young theorem: the best rank-``k`` approximation and its error
   (:func:`low_rank_approx`, :func:`eckart_young_error`, :func:`low_rank_params`; Eckart and Young, 1936);
 - principal component analysis by the SVD of centred data (:func:`pca`).
 
-Leaves out: the QR algorithm and Golub-Kahan bidiagonalisation that LAPACK (and so ``torch.linalg``)
-really uses; nonsymmetric and complex eigenproblems. :func:`svd_via_eigh` squares the condition
-number, so singular values below about ``sqrt(eps) * sigma_max`` come out inaccurate: it explains the
-SVD, ``torch.linalg.svd`` computes it.
+Leaves out: gradient descent on quadratics, whose speed the Hessian's eigenvalues set (derived in
+the chapter; the package code is ``mathllm.quadratic``); the QR algorithm and Golub-Kahan
+bidiagonalisation that LAPACK (and so ``torch.linalg``) really uses; nonsymmetric and complex
+eigenproblems. :func:`svd_via_eigh` squares the condition number, so singular values below about
+``sqrt(eps) * sigma_max`` come out inaccurate: it explains the SVD, ``torch.linalg.svd`` computes it.
 
 Book: :doc:`/notebooks/02_linear_algebra`
 """
@@ -104,42 +103,6 @@ def power_iteration(A: torch.Tensor, *, iters: int = 1000, tol: float = 1e-12,
         if float((Av - lam * v).norm()) <= tol * scale:
             break
     return PowerIterationResult(value=lam, vector=v, iterations=t, history=tuple(history))
-
-
-def gd_rate(eigenvalues: torch.Tensor, lr: float) -> float:
-    r"""Per-step contraction of gradient descent on ``f(x) = x^T H x / 2``: ``max_i |1 - lr * lambda_i|``.
-
-    ``x_{t+1} = x_t - lr H x_t = (I - lr H) x_t``; in the eigenbasis of ``H`` each coordinate is
-    multiplied by ``1 - lr lambda_i``. Gradient descent converges iff the rate is below 1, i.e.
-    ``0 < lr < 2 / lambda_max`` for positive definite ``H``; the best constant step
-    ``2 / (lambda_min + lambda_max)`` gives the rate ``(kappa - 1) / (kappa + 1)`` with
-    ``kappa = lambda_max / lambda_min``.
-
-    Book: :doc:`/notebooks/02_linear_algebra`, section "Hessian eigenvalues set the speed of gradient descent".
-    """
-    check_tensor(eigenvalues, "eigenvalues")
-    return float((1 - lr * eigenvalues).abs().max())
-
-
-def gd_on_quadratic(H: torch.Tensor, x0: torch.Tensor, lr: float, steps: int) -> torch.Tensor:
-    """Run gradient descent on ``f(x) = x^T H x / 2`` (gradient ``H x``) and return ``f`` at each step.
-
-    Args:
-        H: (n, n) symmetric Hessian.  x0: (n,) start.  lr: step size.  steps: number of steps.
-
-    Returns:
-        (steps + 1,) tensor of losses ``f(x_0), ..., f(x_steps)``.
-
-    Book: :doc:`/notebooks/02_linear_algebra`, section "Hessian eigenvalues set the speed of gradient descent".
-    """
-    n = _check_symmetric(H, "H")
-    check_shape(x0, "n", name="x0", n=n)
-    x, losses = x0.to(H.dtype), []
-    for _ in range(steps + 1):
-        Hx = H @ x
-        losses.append(0.5 * (x @ Hx))
-        x = x - lr * Hx
-    return torch.stack(losses)
 
 
 # ---------------------------------------------------------------------------- SVD

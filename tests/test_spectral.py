@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from mathllm.spectral import (eckart_young_error, gd_on_quadratic, gd_rate, low_rank_approx, low_rank_params,
-                              pca, power_iteration, svd_via_eigh, truncated_svd)
+from mathllm.spectral import (eckart_young_error, low_rank_approx, low_rank_params, pca, power_iteration, svd_via_eigh,
+                              truncated_svd)
 
 F64 = dict(dtype=torch.float64)
 
@@ -70,30 +70,6 @@ def test_power_iteration_bad_inputs():
         power_iteration(torch.tensor([[1.0, 2.0], [0.0, 1.0]], **F64))
     with pytest.raises(TypeError, match="floating-point"):
         power_iteration(torch.eye(3, dtype=torch.int64))
-
-
-# ---------------------------------------------------------------------------- gradient descent on a quadratic
-@pytest.mark.parametrize("eigs,lr", [([1.0, 10.0], 0.1), ([1.0, 10.0], 2 / 11), ([0.5, 2.0, 4.0], 0.3), ([1.0, 100.0], 0.019)])
-def test_gd_on_quadratic_follows_the_eigenvalues(eigs, lr):
-    H = _sym_with_spectrum(eigs, seed=5)
-    lam, Q = torch.linalg.eigh(H)
-    x0 = torch.randn(len(eigs), generator=_gen(6), **F64)
-    c = Q.T @ x0                                          # coordinates in the eigenbasis
-    steps = 30
-    losses = gd_on_quadratic(H, x0, lr, steps)
-    t = torch.arange(steps + 1, **F64)[:, None]
-    exact = 0.5 * (lam * c ** 2 * (1 - lr * lam) ** (2 * t)).sum(1)   # each mode decays by (1 - lr lambda)^2 per step
-    torch.testing.assert_close(losses, exact, rtol=1e-9, atol=1e-300)
-    assert gd_rate(lam, lr) == pytest.approx(max(abs(1 - lr * l) for l in eigs), rel=1e-12)
-
-
-def test_gd_diverges_above_two_over_lambda_max():
-    H = _sym_with_spectrum([1.0, 10.0], seed=7)
-    x0 = torch.ones(2, **F64)
-    assert gd_rate(torch.tensor([1.0, 10.0]), 0.21) > 1
-    losses = gd_on_quadratic(H, x0, 0.21, 50)
-    assert losses[-1] > 1e3 * losses[0]
-    assert gd_on_quadratic(H, x0, 0.19, 200)[-1] < 1e-6 * losses[0]
 
 
 # ---------------------------------------------------------------------------- SVD
