@@ -90,9 +90,9 @@ def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor 
     mu = x.mean(dim=-1, keepdim=True)
     rstd = torch.rsqrt((x - mu).pow(2).mean(dim=-1, keepdim=True) + eps)  # (..., 1) = 1 / sigma
     xhat = (x - mu) * rstd  # (..., C)
-    lead = tuple(range(x.dim() - 1))  # the (...) dimensions: parameters are shared across them
-    dbias = dy.sum(dim=lead)  # (C,)
-    dweight = (dy * xhat).sum(dim=lead)  # (C,)
+    C = x.shape[-1]
+    dbias = dy.reshape(-1, C).sum(0)  # (C,): the gain and bias are shared by all (...) positions
+    dweight = (dy * xhat).reshape(-1, C).sum(0)  # (C,)
     g = dy if weight is None else dy * weight  # (..., C): gradient with respect to xhat
     dx = rstd * (g - g.mean(dim=-1, keepdim=True) - xhat * (g * xhat).mean(dim=-1, keepdim=True))
     return dx, dweight, dbias

@@ -258,7 +258,7 @@ class GPT(nn.Module):
         logits = self.lm_head(self.norm_f(x))  # (B, T, C) x (C, V) -> (B, T, V)
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))  # (B*T, V), (B*T,)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))  # (B*T, V), (B*T,)
         return logits, loss
 
     # ------------------------------------------------------------------ generation

@@ -1,0 +1,112 @@
+"""Load OpenAI's GPT-2 weights, as Hugging Face publishes them, into :class:`mathllm.transformer.GPT`.
+
+The two models compute the same function; only names and one layout differ. Hugging Face's
+GPT-2 keeps OpenAI's ``Conv1D`` layers, which store a weight as (in, out) and compute
+``x W + b``; ``torch.nn.Linear`` stores (out, in) and computes ``x W^T + b``. So the four
+matrices ``c_attn``, ``c_proj`` (attention), ``c_fc`` and ``c_proj`` (MLP) are transposed and
+everything else is copied. The whole mapping is :func:`convert_gpt2_state_dict`.
+
+References: Radford et al. 2019; Hugging Face ``transformers`` ``modeling_gpt2.py`` (the names);
+nanoGPT's ``GPT.from_pretrained`` (the list of transposed weights).
+Leaves out: the tokenizer (use ``transformers.GPT2TokenizerFast`` or ``tiktoken``), GPT-2's
+attention-dropout and other training-only settings. ``transformers`` is imported only by
+:func:`load_pretrained_gpt2`, which downloads; nothing else here touches the network.
+
+Book: :doc:`/notebooks/11_transformer`
+"""
+from __future__ import annotations
+
+import torch
+
+from .transformer import GPT, GPTConfig
+
+# Hugging Face's activation names -> ours ("gelu_new" is the tanh approximation GPT-2 was trained with)
+ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
+
+
+def gpt2_config(hf_config) -> GPTConfig:
+    """The :class:`~mathllm.transformer.GPTConfig` equal to a ``transformers.GPT2Config``.
+
+    Raises ValueError for settings this model does not have (another LayerNorm epsilon, an
+    activation other than GELU or ReLU, attention scaled by layer index).
+    """
+    act = getattr(hf_config, "activation_function", "gelu_new")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"activation_function={act!r} has no counterpart: expected one of {sorted(ACTIVATIONS)}")
+    eps = getattr(hf_config, "layer_norm_epsilon", 1e-5)
+    if eps != 1e-5:
+        raise ValueError(f"layer_norm_epsilon={eps} is not supported: mathllm's LayerNorm uses 1e-5, as GPT-2")
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
+        if getattr(hf_config, flag, False):
+            raise ValueError(f"{flag}=True changes attention and is not supported")
+    if not getattr(hf_config, "scale_attn_weights", True):
+        raise ValueError("scale_attn_weights=False removes the 1/sqrt(hs) scaling and is not supported")
+    return GPTConfig(vocab_size=hf_config.vocab_size, block_size=hf_config.n_positions, n_layer=hf_config.n_layer,
+                     n_head=hf_config.n_head, n_embd=hf_config.n_embd, dropout=0.0, bias=True,
+                     mlp=ACTIVATIONS[act], norm="layernorm", prenorm=True, positions="learned", tie_weights=True)
+
+
+def convert_gpt2_state_dict(sd_hf: dict[str, torch.Tensor], n_layer: int) -> dict[str, torch.Tensor]:
+    """Rename (and transpose where needed) a Hugging Face GPT-2 state dict into :class:`GPT`'s names.
+
+    Accepts the keys of ``GPT2LMHeadModel`` (``transformer.h.0.attn.c_attn.weight``, ...) or of
+    ``GPT2Model`` (``h.0.attn.c_attn.weight``, ...); the masks some versions store as buffers
+    (``attn.bias``, ``attn.masked_bias``) are dropped. Every other key must be used, or a
+    ValueError names the ones left over.
+    """
+    sd = {(k[len("transformer."):] if k.startswith("transformer.") else k): v for k, v in sd_hf.items()}
+    sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+    out: dict[str, torch.Tensor] = {}
+
+    def take(src: str, dst: str, transpose: bool = False) -> None:
+        if src not in sd:
+            raise ValueError(f"the GPT-2 state dict has no {src!r}")
+        w = sd.pop(src)
+        out[dst] = w.t().contiguous() if transpose else w  # Conv1D (in, out) -> Linear (out, in)
+
+    take("wte.weight", "token_embedding.weight")
+    take("wpe.weight", "position_embedding.weight")
+    for i in range(n_layer):
+        h, b = f"h.{i}.", f"blocks.{i}."
+        for ours, theirs in (("norm_attn", "ln_1"), ("norm_mlp", "ln_2")):
+            take(h + theirs + ".weight", b + ours + ".weight")
+            take(h + theirs + ".bias", b + ours + ".bias")
+        for ours, theirs in (("attn.qkv", "attn.c_attn"), ("attn.proj", "attn.c_proj"),
+                             ("mlp.fc", "mlp.c_fc"), ("mlp.proj", "mlp.c_proj")):
+            take(h + theirs + ".weight", b + ours + ".weight", transpose=True)
+            take(h + theirs + ".bias", b + ours + ".bias")
+    take("ln_f.weight", "norm_f.weight")
+    take("ln_f.bias", "norm_f.bias")
+    head = sd.pop("lm_head.weight", None)  # tied to wte in GPT-2: the same values
+    if head is not None and not torch.equal(head, out["token_embedding.weight"]):
+        raise ValueError("lm_head.weight differs from wte.weight: this GPT-2 is not weight-tied")
+    if sd:
+        raise ValueError(f"unused keys in the GPT-2 state dict: {sorted(sd)[:8]}")
+    out["lm_head.weight"] = out["token_embedding.weight"]
+    return out
+
+
+def load_gpt2_state_dict(model: GPT, sd_hf: dict[str, torch.Tensor]) -> GPT:
+    """Copy a Hugging Face GPT-2 state dict into ``model`` (in place) and return it.
+
+    ``model.config`` must be GPT-2-compatible (see :func:`gpt2_config`); shapes are checked by
+    ``load_state_dict(strict=True)``.
+    """
+    c = model.config
+    want = dict(bias=True, norm="layernorm", prenorm=True, positions="learned", tie_weights=True)
+    wrong = {k: getattr(c, k) for k, v in want.items() if getattr(c, k) != v}
+    if wrong:
+        raise ValueError(f"the model's config is not GPT-2-compatible: need {want}, got {wrong}")
+    model.load_state_dict(convert_gpt2_state_dict(sd_hf, c.n_layer), strict=True)  # copies into the tied tensor
+    return model
+
+
+def load_pretrained_gpt2(name_or_path: str = "gpt2") -> GPT:
+    """Build :class:`GPT` from a Hugging Face GPT-2 checkpoint: ``"gpt2"`` (124M), ``"gpt2-medium"``, ...,
+    or a local folder written by ``save_pretrained``. Needs ``transformers`` and, for a name, the network.
+    """
+    from transformers import GPT2LMHeadModel  # optional dependency, imported only here
+
+    hf = GPT2LMHeadModel.from_pretrained(name_or_path)
+    model = GPT(gpt2_config(hf.config))
+    return load_gpt2_state_dict(model, hf.state_dict()).eval()

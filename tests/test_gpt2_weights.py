@@ -1,0 +1,89 @@
+"""mathllm.gpt2_weights against transformers' GPT2LMHeadModel built from small random configs (no download)."""
+import pytest
+import torch
+
+from mathllm.gpt2_weights import convert_gpt2_state_dict, gpt2_config, load_gpt2_state_dict, load_pretrained_gpt2
+from mathllm.transformer import GPT, GPTConfig
+
+transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+
+SIZES = [dict(n_layer=1, n_head=2, n_embd=16), dict(n_layer=3, n_head=4, n_embd=48), dict(n_layer=2, n_head=6, n_embd=72)]
+
+
+def _hf(seed, activation="gelu_new", **size):
+    cfg = transformers.GPT2Config(vocab_size=97, n_positions=40, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                  bos_token_id=None, eos_token_id=None, activation_function=activation, **size)
+    torch.manual_seed(seed)
+    hf = transformers.GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():  # larger than the 0.02 init, so that a wrong transpose or a swap cannot hide
+        for p in hf.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return hf
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
+def test_logits_match_transformers(size, activation):
+    hf = _hf(0, activation, **size)
+    ours = load_gpt2_state_dict(GPT(gpt2_config(hf.config)), hf.state_dict()).eval()
+    assert ours.lm_head.weight is ours.token_embedding.weight
+    idx = torch.randint(0, 97, (3, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx)[0], hf(idx).logits, rtol=1e-5, atol=1e-5)
+        # the cached path too: logits of the last token after a cached prefix
+        caches = ours.new_kv_caches()
+        ours.next_logits(idx[:, :25], caches)
+        torch.testing.assert_close(ours.next_logits(idx[:, 25:], caches), hf(idx).logits[:, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_generation_matches_transformers():
+    hf = _hf(2, **SIZES[1])
+    ours = load_gpt2_state_dict(GPT(gpt2_config(hf.config)), hf.state_dict()).eval()
+    idx = torch.randint(0, 97, (2, 5), generator=torch.Generator().manual_seed(3))
+    ref = hf.generate(idx, max_new_tokens=20, do_sample=False, attention_mask=torch.ones_like(idx), pad_token_id=0)
+    assert torch.equal(ours.generate(idx, 20, temperature=0.0), ref)
+
+
+def test_the_config_maps_across():
+    hf = _hf(0, **SIZES[1])
+    c = gpt2_config(hf.config)
+    assert (c.vocab_size, c.block_size, c.n_layer, c.n_head, c.n_embd) == (97, 40, 3, 4, 48)
+    assert c.mlp == "gelu_tanh" and c.bias and c.tie_weights and c.prenorm and c.positions == "learned"
+    assert sum(p.numel() for p in GPT(c).parameters()) == sum(p.numel() for p in hf.parameters())
+
+
+def test_load_pretrained_from_a_local_folder(tmp_path):
+    hf = _hf(4, **SIZES[0])
+    hf.save_pretrained(tmp_path)
+    ours = load_pretrained_gpt2(str(tmp_path))
+    assert not ours.training
+    idx = torch.randint(0, 97, (2, 10), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx)[0], hf(idx).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_mapping_renames_and_transposes():
+    hf = _hf(0, **SIZES[0])
+    sd = convert_gpt2_state_dict(hf.state_dict(), n_layer=1)
+    w = hf.state_dict()["transformer.h.0.attn.c_attn.weight"]  # Conv1D: (in, out) = (16, 48)
+    assert w.shape == (16, 48) and sd["blocks.0.attn.qkv.weight"].shape == (48, 16)
+    assert torch.equal(sd["blocks.0.attn.qkv.weight"], w.t())
+    assert torch.equal(sd["blocks.0.norm_attn.weight"], hf.state_dict()["transformer.h.0.ln_1.weight"])
+    # GPT2Model's keys (no "transformer." prefix, no head) work too
+    base = {k[len("transformer."):]: v for k, v in hf.state_dict().items() if k.startswith("transformer.")}
+    assert convert_gpt2_state_dict(base, 1).keys() == sd.keys()
+
+
+def test_bad_inputs_are_named():
+    hf = _hf(0, **SIZES[0])
+    sd = hf.state_dict()
+    with pytest.raises(ValueError, match="has no 'h.0.ln_2.bias'"):
+        convert_gpt2_state_dict({k: v for k, v in sd.items() if not k.endswith("h.0.ln_2.bias")}, 1)
+    with pytest.raises(ValueError, match=r"unused keys.*h\.1\."):
+        convert_gpt2_state_dict(_hf(0, n_layer=2, n_head=2, n_embd=16).state_dict(), 1)
+    with pytest.raises(ValueError, match="not GPT-2-compatible.*'prenorm': False"):
+        load_gpt2_state_dict(GPT(GPTConfig(vocab_size=97, block_size=40, n_layer=1, n_head=2, n_embd=16, prenorm=False)), sd)
+    with pytest.raises(ValueError, match="layer_norm_epsilon=0.001 is not supported"):
+        gpt2_config(transformers.GPT2Config(layer_norm_epsilon=1e-3))
+    with pytest.raises(ValueError, match="activation_function='silu' has no counterpart"):
+        gpt2_config(transformers.GPT2Config(activation_function="silu"))
