@@ -113,9 +113,9 @@ def orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None
 
 
 def favor_features(x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
-    """Positive random features phi(x) = exp(omega x - |x|^2 / 2) / sqrt(m): x (..., L, d) -> (..., L, m).
+    """Positive random features ``phi(x) = exp(omega x - ||x||^2 / 2) / sqrt(m)``: x (..., L, d) -> (..., L, m).
 
-    For omega ~ N(0, I): E[phi(x)^T phi(y)] = exp(x^T y), the softmax kernel.
+    For omega ~ N(0, I): ``E[phi(x)^T phi(y)] = exp(x^T y)``, the softmax kernel.
     """
     m = omega.shape[0]
     proj = x @ omega.to(x.dtype).T  # (..., L, d) x (d, m) -> (..., L, m)
