@@ -98,10 +98,26 @@ def momentum_matrix(lr: float, beta: float, lam: float, *, nesterov: bool = Fals
     return torch.tensor([[1 + beta - lr * lam, -beta], [1.0, 0.0]], dtype=torch.float64)
 
 
-def momentum_rate(lr: float, beta: float, eigenvalues, *, nesterov: bool = False) -> float:
-    """Worst-case spectral radius of :func:`momentum_matrix` over the given eigenvalues."""
-    return max(float(torch.linalg.eigvals(momentum_matrix(lr, beta, float(lam), nesterov=nesterov)).abs().max())
-               for lam in eigenvalues)
+def momentum_rate(lr, beta, eigenvalues, *, nesterov: bool = False):
+    """Worst-case spectral radius of :func:`momentum_matrix` over ``eigenvalues``.
+
+    ``lr`` and ``beta`` may be tensors of a common broadcast shape S (a grid of tunings); the result
+    then has shape S, else it is a float. The radius is the larger root modulus of
+    z^2 - a z + b = 0, the characteristic polynomial of the 2x2 matrix (a its trace, b its determinant).
+    """
+    lr64 = torch.as_tensor(lr, dtype=torch.float64)
+    beta64 = torch.as_tensor(beta, dtype=torch.float64)
+    lam = torch.as_tensor(eigenvalues, dtype=torch.float64).reshape(-1)            # (k,)
+    lr_, beta_ = lr64[..., None], beta64[..., None]                                 # (S..., 1)
+    if nesterov:
+        c = 1 - lr_ * lam
+        a, b = (1 + beta_) * c, beta_ * c
+    else:
+        a, b = 1 + beta_ - lr_ * lam, beta_.expand_as(lr_ * lam)
+    root = torch.sqrt((a * a - 4 * b).to(torch.complex128))                          # (S..., k)
+    radius = torch.maximum((a + root).abs(), (a - root).abs()) / 2
+    out = radius.amax(-1)
+    return float(out) if out.dim() == 0 else out
 
 
 def heavy_ball_optimal(mu: float, L: float) -> tuple[float, float, float]:

@@ -82,6 +82,17 @@ def test_momentum_recurrence_is_torch_sgd(nesterov):
         assert pred[0].item() == pytest.approx(e[t].item(), rel=1e-10, abs=1e-14)
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_rate_is_the_spectral_radius_and_broadcasts(nesterov):
+    lams = [1.0, 7.0, 40.0]
+    for lr, beta in ((0.01, 0.5), (0.05, 0.9), (0.04, 0.0)):
+        radius = max(torch.linalg.eigvals(momentum_matrix(lr, beta, lam, nesterov=nesterov)).abs().max().item() for lam in lams)
+        assert momentum_rate(lr, beta, lams, nesterov=nesterov) == pytest.approx(radius, rel=1e-9)
+    lr, beta = torch.meshgrid(torch.tensor([0.01, 0.05]), torch.tensor([0.5, 0.9]), indexing="ij")
+    grid = momentum_rate(lr, beta, lams, nesterov=nesterov)
+    assert grid.shape == (2, 2) and grid[1, 1].item() == pytest.approx(momentum_rate(0.05, 0.9, lams, nesterov=nesterov))
+
+
 def test_heavy_ball_achieves_its_rate():
     q = _q(kappa=100.0)
     lam = q.eigenvalues()
