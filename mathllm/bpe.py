@@ -77,6 +77,8 @@ class BPETokenizer:
                                  f"the bytes and the tokens of earlier merges")
             self.vocab[new_id] = self.vocab[a] + self.vocab[b]
         self.ranks = {pair: k for k, pair in enumerate(self.merges)}
+        if len(self.ranks) != len(self.merges):
+            raise ValueError("merges must be distinct pairs: a repeated pair could never be applied again")
         first = N_BYTES + len(self.merges)
         self.special_ids = {s: first + j for j, s in enumerate(self.special_tokens)}
         for s, i in self.special_ids.items():

@@ -356,6 +356,8 @@ def test_bad_input(tok):
         list(tok.encode_iterable(["abc"], chunk_chars=0))
     with pytest.raises(ValueError, match=r"merge 1 is \(256, 300\)"):
         BPETokenizer([(97, 98), (256, 300)])
+    with pytest.raises(ValueError, match="merges must be distinct pairs"):
+        BPETokenizer([(97, 98), (97, 98)])
 
 
 def test_training_speed_guard(shakespeare):
