@@ -7,8 +7,8 @@ p (S,), and one step maps it to p P, so t steps give p P^t.
 A **stationary distribution** pi satisfies pi P = pi: it is a left eigenvector of P (an eigenvector
 of P^T) for the eigenvalue 1, scaled to sum to 1. When the chain is irreducible it is unique; when
 it is also aperiodic every starting distribution converges to it, and the distance to it,
-d(t) = max_i TV(P^t[i], pi), shrinks roughly like |lambda_2|^t, lambda_2 the second-largest
-eigenvalue in modulus (Levin, Peres & Wilmer 2017, ch. 4 and 12).
+d(t) = max_i TV(P^t[i], pi), shrinks roughly like ``|lambda_2|^t``, lambda_2 the second-largest
+eigenvalue in modulus (Levin & Peres 2017, ch. 4 and 12).
 
 Leaves out: continuous state spaces, absorbing-chain analysis, coupling arguments.
 
@@ -36,7 +36,7 @@ def check_transition_matrix(P: torch.Tensor, name: str = "P") -> int:
 
 
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """TV(p, q) = max over events |p(A) - q(A)| = (1/2) sum_i |p_i - q_i|: (..., S), (..., S) -> (...)."""
+    """``TV(p, q) = max_A |p(A) - q(A)| = (1/2) sum_i |p_i - q_i|``: (..., S), (..., S) -> (...)."""
     check_distribution(p, "p"), check_distribution(q, "q")
     if p.shape != q.shape:
         raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
@@ -90,13 +90,13 @@ def stationary_distribution(P: torch.Tensor, method: str = "eig", tol: float = 1
 
 
 def eigenvalue_moduli(P: torch.Tensor) -> torch.Tensor:
-    """|lambda_1| >= |lambda_2| >= ... of P: (S,) float. For a stochastic matrix |lambda_1| = 1."""
+    """The eigenvalue moduli ``|lambda_1| >= |lambda_2| >= ...`` of P: (S,) float; for a stochastic matrix the first is 1."""
     check_transition_matrix(P)
     return torch.sort(torch.linalg.eigvals(P).abs(), descending=True).values
 
 
 def spectral_gap(P: torch.Tensor) -> float:
-    """1 - |lambda_2|, the gap between 1 and the second-largest eigenvalue modulus (1 when S = 1)."""
+    """``1 - |lambda_2|``, the gap between 1 and the second-largest eigenvalue modulus (1 when S = 1)."""
     mods = eigenvalue_moduli(P)
     return 1.0 - (mods[1].item() if mods.numel() > 1 else 0.0)
 

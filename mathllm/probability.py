@@ -18,7 +18,7 @@ What is here, in the chapter's order:
 
 Leaves out: distributions beyond the six, continuous entropies (differential entropy), estimators of
 entropy from samples beyond the plug-in one. Logit-level filters used when generating text live in
-:mod:`mathllm.generate`.
+``mathllm.generate``.
 
 Book: :doc:`/notebooks/03_probability`
 """
@@ -262,7 +262,7 @@ def standardized_means(samples: torch.Tensor, mean: float, variance: float) -> t
 
 
 def ks_distance(samples: torch.Tensor, cdf) -> float:
-    """Kolmogorov-Smirnov distance sup_x |F_n(x) - F(x)| between the samples (N,) and a CDF (a torch function)."""
+    """Kolmogorov-Smirnov distance ``sup_x |F_n(x) - F(x)|`` between the samples (N,) and a CDF (a torch function)."""
     check_tensor(samples, "samples")
     if samples.dim() != 1 or samples.numel() == 0:
         raise ValueError(f"samples must have shape (N,) with N >= 1, got {tuple(samples.shape)}")
