@@ -162,7 +162,8 @@ def matmul_counted(A: torch.Tensor, B: torch.Tensor) -> tuple[torch.Tensor, int,
     """The textbook triple loop, counting every scalar multiplication and addition it performs.
 
     Args:
-        A: (m, k) tensor.  B: (k, n) tensor.  Small sizes only: this is Python loops.
+        A: (m, k) tensor (small: this is Python loops).
+        B: (k, n) tensor.
 
     Returns:
         ``(C, n_mul, n_add)`` with ``C = A @ B`` of shape (m, n).
@@ -263,7 +264,8 @@ def solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     rounding of ``A``.
 
     Args:
-        A: (n, n) floating tensor, nonsingular.  b: (n,) or (n, k).
+        A: (n, n) floating tensor, nonsingular.
+        b: (n,) or (n, k) right-hand side(s).
 
     Returns:
         ``x`` with the shape of ``b``.

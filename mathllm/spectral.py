@@ -149,7 +149,11 @@ def truncated_svd(A: torch.Tensor, k: int, *, oversample: int = 10, iters: int =
     ``(sigma_{l+1} / sigma_k)^{2q+1}``.
 
     Args:
-        A: (m, n) floating tensor.  k: rank, ``1 <= k <= min(m, n)``.
+        A: (m, n) floating tensor.
+        k: rank, ``1 <= k <= min(m, n)``.
+        oversample: extra random vectors beyond ``k``.
+        iters: subspace iterations ``q``.
+        generator: seeds the random start block ``Omega``.
 
     Returns:
         ``(U, S, Vh)`` of shapes (m, k), (k,), (k, n).

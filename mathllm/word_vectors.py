@@ -80,7 +80,8 @@ def cooccurrence(ids: torch.Tensor, vocab_size: int, window: int) -> torch.Tenso
     Args:
         ids: (N,) int64 word ids in ``[0, V)``, or ``-1`` for a word outside the vocabulary (it
             keeps its position, so it still separates its neighbours).
-        vocab_size: ``V``.  window: ``w >= 1`` words on each side.
+        vocab_size: ``V``.
+        window: ``w >= 1`` words on each side.
 
     Returns:
         (V, V) float64 ``X`` with ``X[i, j]`` the number of times ``j`` occurs within ``w`` words of ``i``;
