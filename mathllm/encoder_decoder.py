@@ -1,10 +1,11 @@
 """The encoder-decoder transformer of Vaswani et al. (2017), and a synthetic task to train it on.
 
 Shape legend (book/notation.md): B batch, S source positions, T target positions, C = n_embd, V vocab.
+::
 
-    memory = Encoder(src)                      bidirectional self-attention + MLP     (B, S, C)
-    logits = Decoder(tgt_in, memory)           causal self-attention, cross-attention
-                                               to memory, MLP; head tied to the target embedding  (B, T, V)
+    memory = Encoder(src)             (B, S, C)   bidirectional self-attention + MLP
+    logits = Decoder(tgt_in, memory)  (B, T, V)   causal self-attention, cross-attention to memory,
+                                                  MLP; the head tied to the target embedding
 
 The decoder is trained with *teacher forcing*: its input is the target shifted right behind a
 beginning-of-sequence token, ``tgt_in = [BOS, y_1, ..., y_{T-1}]``, and it predicts

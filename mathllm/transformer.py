@@ -1,6 +1,7 @@
 """The decoder-only transformer (GPT): configuration, model, parameter count and FLOPs per token.
 
 Shape legend (book/notation.md): B batch, T time, C = n_embd, L = n_layer, V = vocab_size, H MLP width.
+::
 
     x_0 = E[idx] + P[0..T-1]                  token and position embeddings     (B, T, C)
     x_l = Block_l(x_{l-1}),  l = 1..L          causal self-attention + MLP       (B, T, C)
