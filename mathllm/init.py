@@ -99,12 +99,15 @@ def kaiming_normal(shape, nonlinearity: str = "relu", generator: torch.Generator
 # ---------------------------------------------------------------------------- measuring through depth
 def activation_variances(draw_weight, activation, depth: int, width: int, n: int = 1024,
                          generator: torch.Generator | None = None) -> torch.Tensor:
-    """The variance of the pre-activations z_l = W_l phi(z_{l-1}) at each of ``depth`` layers.
+    """The variance of the pre-activations z_l = W_l phi(z_{l-1}), l = 1..depth, from z_0 ~ N(0, 1).
+
+    By the forward rule, Var(z_l) = width Var(w) E[phi(z_{l-1})^2]: an initialisation that matches
+    ``activation`` keeps it at Var(z_0) = 1; a wrong one shrinks or grows it geometrically.
 
     Args:
         draw_weight: ``draw_weight(shape, generator=g) -> (width, width) tensor``, e.g.
             ``functools.partial(kaiming_normal, nonlinearity="relu")``.
-        activation: elementwise torch function phi (the input layer is x ~ N(0, 1), not phi(x)).
+        activation: elementwise torch function phi.
         depth, width, n: layers, units per layer, samples.
 
     Returns:
@@ -113,11 +116,10 @@ def activation_variances(draw_weight, activation, depth: int, width: int, n: int
     for name, value in (("depth", depth), ("width", width), ("n", n)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    x = torch.randn(n, width, generator=generator, dtype=torch.float64)  # (n, width)
+    z = torch.randn(n, width, generator=generator, dtype=torch.float64)  # z_0: (n, width)
     variances = []
-    for layer in range(depth):
+    for _ in range(depth):
         W = draw_weight((width, width), generator=generator).to(torch.float64)
-        z = (x if layer == 0 else activation(x)) @ W.T  # (n, width) @ (width, width) -> (n, width)
+        z = activation(z) @ W.T  # (n, width) @ (width, width) -> (n, width)
         variances.append(z.var())
-        x = z
     return torch.stack(variances)

@@ -93,15 +93,23 @@ def inverted_dropout(x: torch.Tensor, p: float, generator: torch.Generator | Non
     return x * dropout_mask(x.shape, p, generator).to(x.dtype)
 
 
-def make_spirals(n: int, classes: int = 3, noise: float = 0.2,
+def make_spirals(n: int, classes: int = 3, noise: float = 0.2, flip: float = 0.0,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` points of ``classes`` interleaved spiral arms in the plane: X (n, 2) float64, y (n,) int64."""
+    """``n`` points of ``classes`` interleaved spiral arms in the plane: X (n, 2) float64, y (n,) int64.
+
+    ``noise`` jitters the angle; a fraction ``flip`` of the labels is replaced by a uniformly random
+    class (label noise, which a large enough network memorises: over-fitting).
+    """
     if n < classes or classes < 2:
         raise ValueError(f"need classes >= 2 and n >= classes, got n={n}, classes={classes}")
+    if not 0.0 <= flip <= 1.0:
+        raise ValueError(f"flip must be a fraction in [0, 1], got {flip}")
     y = torch.arange(n) % classes
     r = torch.rand(n, generator=generator, dtype=torch.float64)  # radius in [0, 1)
     theta = 4.0 * r + 2.0 * math.pi * y / classes + noise * torch.randn(n, generator=generator, dtype=torch.float64)
     X = torch.stack([r * torch.cos(theta), r * torch.sin(theta)], dim=1)
+    flipped = torch.rand(n, generator=generator) < flip
+    y = torch.where(flipped, torch.randint(0, classes, (n,), generator=generator), y)
     return X, y
 
 

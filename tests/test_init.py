@@ -47,7 +47,7 @@ def test_sample_variance(draw, shape, want_var):
 
 
 def test_variance_through_depth():
-    """Kaiming keeps ReLU pre-activations at variance ~1 through depth; Xavier halves it per layer."""
+    """Kaiming keeps ReLU pre-activations at variance ~Var(z_0) = 1 through depth; Xavier halves it per layer."""
     depth, width = 30, 256
     g = torch.Generator().manual_seed(0)
     kaiming = activation_variances(functools.partial(kaiming_normal, nonlinearity="relu", dtype=torch.float64),
@@ -55,7 +55,7 @@ def test_variance_through_depth():
     xavier = activation_variances(lambda s, generator: xavier_normal(s, 1.0, generator, torch.float64),
                                   torch.relu, depth, width, n=256, generator=g)
     assert kaiming.shape == (depth,)
-    assert 0.25 < kaiming[-1].item() < 4.0
+    assert ((0.25 < kaiming) & (kaiming < 4.0)).all()  # every layer near Var(z_0) = 1
     ratio = (xavier[-1] / xavier[9]).item() ** (1 / 20)  # the per-layer factor over the last 20 layers
     assert ratio == pytest.approx(0.5, abs=0.05)
     # a linear network with Var(w) = 1/fan_in keeps the variance exactly in expectation

@@ -10,7 +10,7 @@ from mathllm.mlp import (MLPConfig, ScalarMLP, ScratchMLP, TorchMLP, TrainConfig
 
 
 def _data(n=120, classes=3, seed=0):
-    return make_spirals(n, classes, 0.2, torch.Generator().manual_seed(seed))
+    return make_spirals(n, classes, 0.2, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("cfg, tcfg", [
@@ -75,10 +75,14 @@ def test_inverted_dropout_keeps_the_expectation(p):
 
 
 def test_make_spirals():
-    X, y = make_spirals(300, 3, 0.1, torch.Generator().manual_seed(0))
+    X, y = make_spirals(300, 3, 0.1, generator=torch.Generator().manual_seed(0))
     assert X.shape == (300, 2) and y.shape == (300,) and X.dtype == torch.float64
     assert torch.bincount(y).tolist() == [100, 100, 100]
     assert X.norm(dim=1).max() < 1.0
+    X2, y2 = make_spirals(3000, 3, 0.1, flip=0.3, generator=torch.Generator().manual_seed(0))
+    clean = torch.arange(3000) % 3
+    wrong = (y2 != clean).double().mean().item()
+    assert wrong == pytest.approx(0.3 * 2 / 3, abs=0.03)  # a flipped label lands on a wrong class 2/3 of the time
 
 
 def test_bad_inputs():
@@ -103,5 +107,7 @@ def test_bad_inputs():
         model.fit(torch.ones(9, 3, dtype=torch.float64), y, TrainConfig(steps=1))
     with pytest.raises(ValueError, match=r"class labels must lie in \[0, 3\), got range \[0, 5\]"):
         model.fit(X, torch.tensor([0, 1, 2, 5, 0, 1, 2, 0, 1]), TrainConfig(steps=1))
+    with pytest.raises(ValueError, match=r"flip must be a fraction in \[0, 1\], got 1.5"):
+        make_spirals(10, flip=1.5)
     with pytest.raises(ValueError, match="need classes >= 2"):
         make_spirals(10, classes=1)
