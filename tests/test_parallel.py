@@ -1,0 +1,92 @@
+"""Parallel training across real processes (gloo on CPU), each checked against one process."""
+import pytest
+import torch
+
+from mathllm import parallel
+from mathllm.parallel_memory import (Layout, activation_bytes_per_layer, bubble_fraction, ring_all_reduce_bytes,
+                                     state_bytes_per_device, training_bytes_per_device)
+
+TOL = dict(rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("world_size, n", [(2, 1000), (3, 1001)])
+def test_ring_all_reduce_equals_all_reduce_and_sends_2_p_minus_1_over_p(world_size, n):
+    results = parallel.launch(parallel.ring_all_reduce_worker, world_size, n, 0)
+    for r in results:
+        torch.testing.assert_close(r["ours"], r["reference"], **TOL)
+        # chunk sizes differ by at most one element when p does not divide n
+        assert abs(r["bytes_sent"] - ring_all_reduce_bytes(r["bytes"], world_size)) <= 2 * world_size * 8
+
+
+def test_tensor_parallel_mlp_equals_one_process():
+    n, c, h = 6, 8, 16
+    results = parallel.launch(parallel.tensor_parallel_mlp_worker, 2, n, c, h, 0)
+    w1, b1, w2, b2 = (t.requires_grad_() for t in parallel.mlp_weights(c, h, 0))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, c, generator=g, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(n, c, generator=g, dtype=torch.float64)
+    y = parallel.mlp(x, w1, b1, w2, b2)
+    (y * upstream).sum().backward()
+    for rank, r in enumerate(results):
+        torch.testing.assert_close(r["y"], y.detach(), **TOL)           # every rank holds the full output
+        torch.testing.assert_close(r["dx"], x.grad, **TOL)              # the backward all-reduce
+        torch.testing.assert_close(r["dw1"], w1.grad.chunk(2, dim=1)[rank], **TOL)   # column shard
+        torch.testing.assert_close(r["db1"], b1.grad.chunk(2)[rank], **TOL)
+        torch.testing.assert_close(r["dw2"], w2.grad.chunk(2, dim=0)[rank], **TOL)   # row shard
+
+
+@pytest.mark.parametrize("n_micro", [1, 4])
+def test_two_stage_pipeline_equals_one_process(n_micro):
+    n, c, h = 8, 4, 6
+    stage0, stage1 = parallel.launch(parallel.pipeline_step, 2, n, c, h, n_micro, 0)
+    ref = parallel.pipeline_reference(n, c, h, 0)
+    torch.testing.assert_close(stage1["loss"], ref["loss"], **TOL)
+    for ours, want in zip(stage0["grads"] + stage1["grads"], ref["grads0"] + ref["grads1"]):
+        torch.testing.assert_close(ours, want, **TOL)
+
+
+def test_ddp_gradient_is_the_full_batch_gradient():
+    results = parallel.launch(parallel.data_parallel_worker, 2, 8, 4, 0)
+    ref = parallel.data_parallel_reference(8, 4, 0)
+    for r in results:
+        for ours, want in zip(r["grads"], ref):
+            torch.testing.assert_close(ours, want, **TOL)
+
+
+def test_a_failing_process_raises_with_its_traceback():
+    with pytest.raises(RuntimeError, match="needs world_size=2, got 3"):
+        parallel.launch(parallel.pipeline_step, 3, 8, 4, 6, 2, 0)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="world_size must be a positive int"):
+        parallel.launch(parallel.data_parallel_worker, 0)
+    with pytest.raises(ValueError, match="does not split into 3 equal shards"):
+        parallel.shard(torch.zeros(4, 5), 1, 0, 3)
+    with pytest.raises(ValueError, match="zero must be a ZeRO stage"):
+        Layout(zero=4)
+    with pytest.raises(ValueError, match="dp must be a positive int"):
+        Layout(dp=0)
+
+
+def test_bubble_fraction_matches_a_counted_schedule():
+    # GPipe: p stages, m micro-batches take m + p - 1 time slots; each stage is busy m of them
+    for p in range(1, 6):
+        for m in range(1, 9):
+            slots = m + p - 1
+            assert bubble_fraction(p, m) == pytest.approx((slots - m) / slots)
+    assert bubble_fraction(4, 4) == pytest.approx(3 / 7)
+
+
+def test_memory_per_device_follows_zero_table():
+    psi = 7e9
+    assert sum(state_bytes_per_device(psi, Layout()).values()) == 16 * psi
+    assert sum(state_bytes_per_device(psi, Layout(dp=8, zero=1)).values()) == pytest.approx((4 + 12 / 8) * psi)
+    assert sum(state_bytes_per_device(psi, Layout(dp=8, zero=2)).values()) == pytest.approx((2 + 14 / 8) * psi)
+    assert sum(state_bytes_per_device(psi, Layout(dp=8, zero=3)).values()) == pytest.approx(16 / 8 * psi)
+    assert sum(state_bytes_per_device(psi, Layout(tp=4, pp=2)).values()) == pytest.approx(16 / 8 * psi)
+    # Korthikanti et al. eq. 2 for GPT-3 175B's layer at s=2048, b=1: sbh(34 + 5as/h)
+    s, h, a = 2048, 12288, 96
+    assert activation_bytes_per_layer(s, 1, h, a) == s * h * (34 + 5 * a * s / h)
+    assert training_bytes_per_device(psi, 32, 2048, 1, 4096, 32, Layout(pp=2)) == pytest.approx(
+        8 * psi + 16 * activation_bytes_per_layer(2048, 1, 4096, 32))
