@@ -78,10 +78,10 @@ def es_gradient(f, x: torch.Tensor, *, sigma: float, pairs: int,
 
 
 def evolution_strategy(f, x0: torch.Tensor, *, steps: int = 500, pairs: int = 20, sigma: float = 0.05,
-                       lr: float = 0.01, tol: float = 0.0, generator: torch.Generator | None = None) -> Result:
+                       lr: float = 0.01, tol: float | None = None, generator: torch.Generator | None = None) -> Result:
     """Gradient descent along :func:`es_gradient`: x <- x - lr g_hat; 2 * ``pairs`` f evaluations per step.
 
-    ``f`` must accept a batch (P, n) and return (P,). Stops early once f(x) <= ``tol``.
+    ``f`` must accept a batch (P, n) and return (P,). Stops early once f(x) <= ``tol`` (if given).
     """
     fc, x = _start(f, x0)
     _check("lr", lr)
@@ -96,7 +96,7 @@ def evolution_strategy(f, x0: torch.Tensor, *, steps: int = 500, pairs: int = 20
     path = [x.clone()]
     fx = fc.value(x)
     for _ in range(steps):
-        if fx <= tol:
+        if tol is not None and fx <= tol:
             break
         x = x - lr * es_gradient(batched, x, sigma=sigma, pairs=pairs, generator=generator)
         path.append(x.clone())
@@ -104,4 +104,4 @@ def evolution_strategy(f, x0: torch.Tensor, *, steps: int = 500, pairs: int = 20
         if not math.isfinite(fx):
             break
     return Result(x, fx, torch.stack(path), len(path) - 1, fc.n_fun, 0, 0, time.perf_counter() - t_start,
-                  fx <= tol, {})
+                  tol is not None and fx <= tol, {})

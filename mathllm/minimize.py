@@ -256,7 +256,7 @@ def bfgs(f, x0: torch.Tensor, *, max_iter: int = 1000, tol: float = 1e-6) -> Res
         x = x + s
         path.append(x.clone())
         sy = float(s @ y)
-        if sy > 1e-12:                 # curvature condition; Wolfe guarantees it unless the search failed
+        if sy > 1e-10 * float(s.norm() * y.norm()):   # curvature condition (scale-free); Wolfe guarantees it
             if len(path) == 2:
                 H = (sy / float(y @ y)) * eye
             rho = 1.0 / sy

@@ -38,11 +38,13 @@ def test_evolution_strategy_descends_rosenbrock():
 def test_simulated_annealing_escapes_local_minima_that_trap_gradient_descent():
     x0 = torch.tensor([3.1, -2.9], dtype=torch.float64)
     gd = run_optimizer(rastrigin, x0, lambda p: optim.SGD(p, lr=1e-3), max_iter=2000, tol=1e-8)
-    sa = simulated_annealing(rastrigin, x0, steps=4000, step_size=0.3, t0=10.0, cooling=0.998,
-                             generator=torch.Generator().manual_seed(0))
     assert gd.fun > 10                                   # stuck in the local minimum near (3, -3)
-    assert sa.fun < 0.1 and sa.x.abs().max() < 0.05      # found the global minimum at 0
-    assert sa.n_fun == 4001 and 0 < sa.info["acceptance_rate"] < 1
+    runs = [simulated_annealing(rastrigin, x0, steps=4000, step_size=0.5, t0=10.0, cooling=0.998,
+                                generator=torch.Generator().manual_seed(seed)) for seed in range(10)]
+    assert sum(r.fun < 0.1 for r in runs) >= 8           # most runs find the global minimum at 0
+    best = min(runs, key=lambda r: r.fun)
+    assert best.x.abs().max() < 0.05
+    assert all(r.n_fun == 4001 and 0 < r.info["acceptance_rate"] < 1 for r in runs)
 
 
 def test_simulated_annealing_is_reproducible():
