@@ -3,7 +3,7 @@
 Simulated annealing proposes x' = x + step N(0, I) and accepts it with the Metropolis probability
 min(1, exp(-(f(x') - f(x)) / T)); the temperature T_k = T_0 c^k falls geometrically, so the walk
 first roams across barriers and then settles. The evolution strategy estimates the gradient of the
-Gaussian-smoothed objective f_sigma(x) = E f(x + sigma eps) from antithetic pairs,
+Gaussian-smoothed objective f_sigma(x) = E f(x + sigma eps) from antithetic pairs::
 
     g_hat = 1 / (2 sigma P) sum_i (f(x + sigma eps_i) - f(x - sigma eps_i)) eps_i,    eps_i ~ N(0, I),
 

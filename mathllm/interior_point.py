@@ -1,6 +1,6 @@
 """An interior-point (log-barrier) method for minimize f(x) subject to c_i(x) <= 0, i = 1..m.
 
-The constraints are replaced by a barrier that is infinite on the boundary,
+The constraints are replaced by a barrier that is infinite on the boundary::
 
     phi_t(x) = t f(x) - sum_i log(-c_i(x)),
 

@@ -190,7 +190,7 @@ def binary_cross_entropy_with_logits(logits: torch.Tensor, targets: torch.Tensor
                                      reduction: str = "mean") -> torch.Tensor:
     """Binary cross-entropy of p = sigmoid(z), computed from the logits z without forming p.
 
-    -[y log s(z) + (1 - y) log(1 - s(z))] = max(z, 0) - z y + log(1 + exp(-|z|)): no overflow for any z.
+    -[y log s(z) + (1 - y) log(1 - s(z))] = max(z, 0) - z y + log(1 + exp(-abs(z))): no overflow for any z.
     """
     _check_pair(logits, targets, reduction, ("logits", "targets"))
     _check_in_unit_interval(targets, "targets")
@@ -206,15 +206,15 @@ def mse_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") 
 
 
 def mae_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Mean absolute error |pred - target| (torch's ``l1_loss``): the Laplace negative log-likelihood."""
+    """Mean absolute error abs(pred - target) (torch's ``l1_loss``): the Laplace negative log-likelihood."""
     _check_pair(pred, target, reduction)
     return _reduce((pred - target).abs(), reduction)
 
 
 def huber_loss(pred: torch.Tensor, target: torch.Tensor, delta: float = 1.0, reduction: str = "mean") -> torch.Tensor:
-    """Huber loss: r^2 / 2 for |r| <= delta, delta (|r| - delta / 2) beyond, r = pred - target.
+    """Huber loss: r^2 / 2 for abs(r) <= delta, delta (abs(r) - delta / 2) beyond, r = pred - target.
 
-    The two pieces meet with equal value and slope at |r| = delta, so the gradient is r clipped to
+    The two pieces meet with equal value and slope at abs(r) = delta, so the gradient is r clipped to
     [-delta, delta]: MSE's near zero, MAE's (bounded) for outliers.
     """
     _check_pair(pred, target, reduction)
@@ -238,7 +238,7 @@ def gaussian_nll(mean: torch.Tensor, target: torch.Tensor, var: torch.Tensor | f
 
 def laplace_nll(loc: torch.Tensor, target: torch.Tensor, scale: torch.Tensor | float,
                 reduction: str = "mean") -> torch.Tensor:
-    """-log Laplace(target; loc, scale) = log(2 scale) + |target - loc| / scale, elementwise."""
+    """-log Laplace(target; loc, scale) = log(2 scale) + abs(target - loc) / scale, elementwise."""
     _check_pair(loc, target, reduction, ("loc", "target"))
     scale = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device).expand_as(loc)
     if scale.numel() and float(scale.detach().min()) <= 0:

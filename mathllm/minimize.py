@@ -2,10 +2,10 @@
 
 Every method takes ``f`` (a function of a 1-D float tensor returning a scalar tensor; gradients and
 Hessians come from torch.autograd) and a start ``x0`` (n,), and returns a :class:`Result` with the
-path and the number of function, gradient and Hessian evaluations, so methods can be compared.
+path and the number of function, gradient and Hessian evaluations, so methods can be compared::
 
     Newton      d = -H^-1 g (H shifted by tau I until positive definite), backtracking step
-    nonlin. CG  d = -g + beta d_prev, beta = max(0, g^T (g - g_prev) / |g_prev|^2) (Polak-Ribiere+)
+    nonlin. CG  d = -g + beta d_prev, beta = max(0, g^T (g - g_prev) / norm(g_prev)^2) (Polak-Ribiere+)
     BFGS        d = -H_inv g, H_inv <- (I - rho s y^T) H_inv (I - rho y s^T) + rho s s^T, rho = 1 / y^T s
     L-BFGS      the same H_inv applied by the two-loop recursion from the last m pairs (s, y)
 
@@ -271,7 +271,7 @@ def lbfgs(f, x0: torch.Tensor, *, history: int = 10, max_iter: int = 1000, tol: 
           line_search: str | None = "strong_wolfe", lr: float = 1.0) -> Result:
     """L-BFGS: BFGS's inverse Hessian applied implicitly from the last ``history`` pairs (s, y).
 
-    ``line_search=None`` takes fixed steps ``lr`` (the first one scaled by min(1, 1 / |g|_1)), and then
+    ``line_search=None`` takes fixed steps ``lr`` (the first one scaled by min(1, 1 / norm_1(g))), and then
     follows ``torch.optim.LBFGS(line_search_fn=None)`` iterate for iterate; ``"strong_wolfe"`` searches
     from that step with :func:`wolfe_line_search`.
     """

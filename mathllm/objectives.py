@@ -1,7 +1,7 @@
 """Test functions for comparing optimizers: Rosenbrock, Rastrigin, and a small MLP's loss as f(theta).
 
 Each takes points x of shape (..., n) and returns (...), so a whole population (evolution
-strategies) or a grid (contour plots) is evaluated in one call.
+strategies) or a grid (contour plots) is evaluated in one call::
 
     Rosenbrock   f(x, y) = (a - x)^2 + b (y - x^2)^2, minimum 0 at (a, a^2); a curved, narrow valley
     Rastrigin    f(x) = A n + sum_i (x_i^2 - A cos(2 pi x_i)), minimum 0 at 0; a lattice of local minima

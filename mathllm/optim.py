@@ -1,13 +1,13 @@
 """First-order optimizers, from plain SGD to AdamW, as ``torch.optim.Optimizer`` subclasses.
 
-In order of increasing complexity, each one a small change to the one before (g = gradient):
+In order of increasing complexity, each one a small change to the one before (g = gradient)::
 
     SGD       theta -= lr * g                                   (+ momentum, Nesterov)
     AdaGrad   s += g^2;                        theta -= lr * g / (sqrt(s) + eps)
     RMSProp   s = alpha s + (1 - alpha) g^2;   theta -= lr * g / (sqrt(s) + eps)
     Adam      m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
               theta -= lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)
-    AdamW     Adam, with weight decay applied to theta (theta *= 1 - lr * wd) instead of added to g
+    AdamW     Adam, with weight decay applied to theta (theta <- (1 - lr wd) theta) instead of added to g
 
 Each class equals its ``torch.optim`` namesake step by step (same state names, so ``state_dict``\\ s
 load across), with the defaults and argument names of torch. ``Adam``/``AdamW`` have a readable loop
@@ -269,7 +269,7 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter): theta *= 1 - lr * weight_decay each step.
+    """Adam with decoupled weight decay (Loshchilov & Hutter): theta <- (1 - lr weight_decay) theta each step.
 
     Same constructor as ``torch.optim.AdamW`` (``weight_decay`` defaults to 1e-2) and equal to it.
     """

@@ -1,9 +1,9 @@
 """Gradient methods on a quadratic f(x) = x^T A x / 2 - b^T x: rates from eigenvalues, and conjugate gradient.
 
 On a quadratic every first-order method is a linear recurrence in the error e = x - x*, and each
-eigen-direction of A (eigenvalue lambda in [mu, L]) evolves on its own:
+eigen-direction of A (eigenvalue lambda in [mu, L]) evolves on its own::
 
-    gradient descent   e_{t+1} = (1 - lr lambda) e_t                               rate max |1 - lr lambda|
+    gradient descent   e_{t+1} = (1 - lr lambda) e_t                               rate max abs(1 - lr lambda)
     heavy ball         e_{t+1} = (1 + beta - lr lambda) e_t - beta e_{t-1}
     Nesterov           e_{t+1} = (1 - lr lambda) ((1 + beta) e_t - beta e_{t-1})
 
@@ -80,7 +80,7 @@ def _check_mu_L(mu: float, L: float) -> None:
 
 
 def gd_rate(lr: float, eigenvalues: torch.Tensor) -> float:
-    """Worst-case contraction max_i |1 - lr lambda_i| of the error per gradient-descent step (< 1 iff lr < 2 / L)."""
+    """Worst-case contraction max_i abs(1 - lr lambda_i) of the error per gradient-descent step (< 1 iff lr < 2 / L)."""
     return float((1 - lr * eigenvalues).abs().max())
 
 
@@ -143,7 +143,7 @@ def conjugate_gradient(A: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None
     Args:
         A: (n, n) symmetric positive definite. b: (n,). x0: (n,) start, zeros by default.
         max_iter: at most this many steps (default n: in exact arithmetic CG is then exact).
-        tol: stop once the residual norm |b - A x| <= tol.
+        tol: stop once the residual norm norm(b - A x) <= tol.
 
     Returns:
         ``(x, path)``: the solution (n,) and the iterates (k + 1, n), x0 first.

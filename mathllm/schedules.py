@@ -1,5 +1,7 @@
 """Learning-rate schedules eta(t) as plain functions of the step, and the learning-rate range test.
 
+The schedules, with t the step::
+
     step decay        eta(t) = eta_0 gamma^floor(t / s)                      (torch StepLR)
     exponential       eta(t) = eta_0 gamma^t                                 (torch ExponentialLR)
     warm-up + cosine  eta(t) = eta_max (t + 1) / W                           for t < W
