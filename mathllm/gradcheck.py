@@ -6,7 +6,7 @@ Taylor's theorem gives the two schemes and their truncation errors:
     central:  (f(x + h) - f(x - h)) / (2h)   = f'(x) + h^2 f'''(x) / 6 + O(h^4)
 
 In floating point each f is computed with a relative error of about eps (2.2e-16 in float64), and
-the difference is divided by h, so a round-off error of order eps |f| / h is added. The total
+the difference is divided by h, so a round-off error of order eps * abs(f) / h is added. The total
 error is smallest where the two balance: at h ~ eps^(1/2) (error ~ 1e-8) for the forward scheme and
 h ~ eps^(1/3) (error ~ 1e-11) for the central one (:func:`optimal_step`). Smaller steps make it
 worse, not better.
@@ -86,7 +86,7 @@ def numerical_grad(f, x, h: float = 1e-6, scheme: str = "central") -> np.ndarray
 
 
 def derivative_errors(f, df, x, hs, scheme: str = "central") -> np.ndarray:
-    """|finite difference - f'(x)| for each step in ``hs``: the curve that shows the trade-off.
+    """``abs(finite difference - f'(x))`` for each step in ``hs``: the curve that shows the trade-off.
 
     ``x`` may be a number (returns shape (len(hs),)) or an array of points, with ``f`` and ``df``
     elementwise (returns shape (len(hs),) + x.shape).
@@ -111,7 +111,7 @@ def optimal_step(scheme: str, f_scale: float = 1.0, deriv_scale: float = 1.0, ep
 
 # ---------------------------------------------------------------------------- checking the engine
 def relative_error(a, b, floor: float = 1e-12) -> float:
-    """Normwise relative error max|a - b| / max(max|a|, max|b|, floor).
+    """Normwise relative error ``max(abs(a - b)) / max(max(abs(a)), max(abs(b)), floor)``.
 
     Normwise rather than elementwise, so that an entry whose true value is 0 (and whose
     finite difference is a round-off of 1e-11) does not count as a 100 % error.
