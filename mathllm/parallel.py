@@ -7,7 +7,7 @@ tensor (model) parallelism and a pipeline, each checked against one process.
   a reduce-scatter and an all-gather of p - 1 steps each, so every process sends
   2 (p - 1) / p of the tensor's bytes, whatever p is.
 - :class:`ColumnParallelLinear` and :class:`RowParallelLinear` split a weight matrix by columns and
-  by rows (Megatron-LM, Shoeybi et al. 2019); :func:`tensor_parallel_mlp` chains them so that a
+  by rows (Megatron-LM, Shoeybi et al. 2019); :func:`tensor_parallel_mlp_worker` chains them so that a
   two-layer MLP needs one all-reduce in the forward pass and one in the backward pass.
 - :func:`pipeline_step` runs a two-stage GPipe schedule (Huang et al. 2019) over micro-batches.
 
