@@ -132,4 +132,7 @@ def test_ci_runs_the_readme_commands():
 def test_config_renders_math_offline_and_links_to_colab():
     assert "sphinx-mathjax-offline" in CONFIG["sphinx"]["extra_extensions"]
     assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
-    assert CONFIG["execute"]["execute_notebooks"] == "force"
+    # the cache is filled from scratch by `make book`, which always empties _build first
+    assert CONFIG["execute"]["execute_notebooks"] == "cache"
+    book = re.search(r"(?ms)^book:.*?(?=^\S|\Z)", (ROOT / "Makefile").read_text()).group(0)
+    assert book.index("rm -rf _build") < book.index("prefill_cache.py") < book.index("jupyter-book build")
