@@ -18,7 +18,7 @@ everything else; :func:`count_parameters`, :func:`lora_param_count` and
 :func:`optimizer_state_bytes` give the savings; :func:`fine_tune_trainer` hands a pre-trained
 model to :class:`mathllm.train.Trainer`.
 
-References: Hu et al. 2021/2022 (LoRA; the init, the alpha / r scale, merging); Microsoft's
+References: Hu et al. 2022 (LoRA, ICLR; arXiv 2021: the init, the alpha / r scale, merging); Microsoft's
 ``loralib`` (wrapping ``nn.Linear``); Aghajanyan et al. 2021 (the low intrinsic dimension of
 fine-tuning). Leaves out: dropout on the adapter's input, adapters on embeddings and
 convolutions, quantized bases (QLoRA), several adapters on one layer, and the rank-stabilised
@@ -95,9 +95,11 @@ class LoRALinear(nn.Module):
         self.scaling = self.alpha / rank
         std = 1.0 / math.sqrt(d_in) if init_std is None else check_positive(init_std, "init_std")
         w = base.weight
-        A = torch.randn(rank, d_in, generator=generator, dtype=w.dtype) if w.device.type != "meta" \
-            else torch.empty(rank, d_in, dtype=w.dtype, device="meta")
-        self.A = nn.Parameter((A * std).to(w.device))              # (r, d_in)
+        if w.device.type == "meta":  # shapes only, for counting: nothing to draw
+            A = torch.empty(rank, d_in, dtype=w.dtype, device="meta")
+        else:  # drawn on the CPU with the caller's generator, then moved: the same A on every device
+            A = std * torch.randn(rank, d_in, generator=generator, dtype=w.dtype)
+        self.A = nn.Parameter(A.to(w.device))  # (r, d_in)
         self.B = nn.Parameter(torch.zeros(d_out, rank, dtype=w.dtype, device=w.device))  # (d_out, r): Delta W = 0
         self.merged = False
 
