@@ -213,8 +213,10 @@ def prepare(corpus: str, directory: str | os.PathLike, *, path: str | os.PathLik
         source = MarkovSource(markov)
         ids = np.asarray(source.sample(markov_tokens, seed=seed), dtype=np.int64).reshape(-1)
         cut = int(len(ids) * (1.0 - val_fraction))
+        # symbol i prints as alphabet[i]: a character tokenizer over the alphabet, in its order
         return TokenData.write(directory, ids[:cut], ids[cut:], vocab_size=int(markov.vocab_size),
-                               source=f"markov {markov!r}", request=request,
+                               tokenizer=CharTokenizer(list(source.alphabet)), source=f"markov {markov!r}",
+                               chars_per_token=1.0, bytes_per_token=1.0, request=request,
                                entropy_rate=float(source.entropy_rate()))
     if tokenizer == "char":
         tok = CharTokenizer.train(text)

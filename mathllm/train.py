@@ -193,7 +193,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW over :func:`param_groups`: torch's (fused kernels on CUDA and CPU) or :class:`mathllm.optim.AdamW`."""
-    groups = param_groups(model, config.weight_decay)
+    groups = [g for g in param_groups(model, config.weight_decay) if g["params"]]
     betas = (config.beta1, config.beta2)
     if config.optimizer == "mathllm":
         from .optim import AdamW
@@ -305,7 +305,7 @@ class Trainer:
         self.compiled = False
         self.train_model = self.model
         if c.compile:
-            self.train_model, self.compiled = compile_or_eager(self.model, self._eval_batches("val")[0], self.autocast)
+            self.train_model, self.compiled = compile_or_eager(self.model, self.fixed_batches("val")[0], self.autocast)
         if self.dist.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             self.train_model = DDP(self.train_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -396,7 +396,8 @@ class Trainer:
         return values
 
     # ------------------------------------------------------------------ evaluation and samples
-    def _eval_batches(self, split: str):
+    def fixed_batches(self, split: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The ``eval_batches`` fixed batches ``(x, y)`` of split ``"train"`` or ``"val"`` that :meth:`evaluate` uses."""
         if self._eval_data is None:
             T, c = self.model_config.block_size, self.config
             self._eval_data = {s: eval_batches(self.data.split(s), c.eval_batches, c.batch_size, T,
@@ -418,7 +419,7 @@ class Trainer:
         out = {"kind": "eval", "step": self.step}
         for split in ("train", "val"):
             losses = []
-            for x, y in self._eval_batches(split):
+            for x, y in self.fixed_batches(split):
                 with self.autocast():
                     losses.append(model(x, y)[1].float())
             out[f"{split}_loss"] = torch.stack(losses).mean().item()
