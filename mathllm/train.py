@@ -65,7 +65,7 @@ PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10
 # ---------------------------------------------------------------------------- configuration
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run needs besides the data; the model is ``model``. Presets: :data:`PRESETS`.
+    """Everything a training run needs besides the data; the model is ``model``. Presets: ``PRESETS``.
 
     Book: :doc:`/notebooks/12_training`
     """
