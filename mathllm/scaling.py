@@ -258,7 +258,9 @@ class ScalingFit:
 
     ``theta`` = (log E, log A, log B, alpha, beta) and ``cov`` its (5, 5) covariance
     s^2 (J^T J)^-1, where s^2 = rss / dof is the variance of the log residuals. ``stderr`` holds
-    the standard errors of E, A, B, alpha, beta (delta method: se(E) = E se(log E)).
+    the standard errors of E, A, B, alpha, beta (delta method: se(E) = E se(log E)). When the fit
+    drives E to its bound 0 (``E_at_zero``: the data show no floor), log E changes no residual; it is
+    held there, left out of the covariance (its row and column are 0) and its standard error is nan.
 
     Book: :doc:`/notebooks/13_scaling_laws`
     """
@@ -270,18 +272,20 @@ class ScalingFit:
     rss: float
     n_points: int
     iterations: int
+    E_at_zero: bool = False
 
     @property
     def dof(self) -> int:
-        """Degrees of freedom of the residuals: points minus the 5 parameters."""
-        return self.n_points - 5
+        """Degrees of freedom of the residuals: points minus the parameters estimated (5, or 4 with E at 0)."""
+        return self.n_points - (4 if self.E_at_zero else 5)
 
     @property
     def stderr(self) -> dict[str, float]:
         """Standard errors of E, A, B, alpha, beta."""
         se = torch.sqrt(torch.diag(self.cov))
         values = [getattr(self.law, name) for name in PARAM_NAMES]
-        return {name: float(se[i] * (values[i] if i < 3 else 1.0)) for i, name in enumerate(PARAM_NAMES)}
+        out = {name: float(se[i] * (values[i] if i < 3 else 1.0)) for i, name in enumerate(PARAM_NAMES)}
+        return out | {"E": math.nan} if self.E_at_zero else out
 
     def predict(self, N, D, *, new_observation: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The fitted loss at (N, D) and its standard error.
@@ -344,15 +348,19 @@ def fit_chinchilla(N, D, L, *, n_starts: int = 5, max_iter: int = 200, tol: floa
             best = (theta, rss, its)
     theta, rss, its = best
     _, J = log_loss_and_jacobian(theta, N, D)
-    s2 = rss / (len(L) - 5)
-    H = J.T @ J
+    E_at_zero = bool(J[:, 0].max() < 1e-6)      # E's share of every loss is nil: an active bound, not an estimate
+    free = torch.arange(1 if E_at_zero else 0, 5)
+    s2 = rss / (len(L) - len(free))
+    H = J[:, free].T @ J[:, free]
     if torch.linalg.cond(H) > 1e14:
-        warnings.warn("J^T J is nearly singular: the data do not determine all five parameters; "
+        warnings.warn("J^T J is nearly singular: the data do not determine the parameters; "
                       "the standard errors are unreliable")
-    cov = s2 * torch.linalg.inv(H)
+    cov = torch.zeros(5, 5, dtype=torch.float64)
+    cov[free[:, None], free] = s2 * torch.linalg.inv(H)
     law = ChinchillaLaw(E=float(theta[0].exp()), A=float(theta[1].exp()), B=float(theta[2].exp()),
                         alpha=float(theta[3]), beta=float(theta[4]))
-    return ScalingFit(law=law, theta=theta, cov=cov, sigma=math.sqrt(s2), rss=rss, n_points=len(L), iterations=its)
+    return ScalingFit(law=law, theta=theta, cov=cov, sigma=math.sqrt(s2), rss=rss, n_points=len(L), iterations=its,
+                      E_at_zero=E_at_zero)
 
 
 # ---------------------------------------------------------------------------- measuring

@@ -152,6 +152,26 @@ def test_fit_recovers_parameters_within_their_errors(law, seed):
     assert fit.stderr["alpha"] < 0.2 * law.alpha
 
 
+def test_fit_without_a_floor_holds_E_at_zero(recwarn):
+    """Losses with no irreducible term: E goes to its bound 0, is held there, and the rest is estimated."""
+    law = ChinchillaLaw(E=1e-9, A=30.0, B=400.0, alpha=0.3, beta=0.35)
+    fit = fit_chinchilla(*synthetic(law, 0.0, 4))
+    assert fit.E_at_zero and fit.dof == 21 and math.isnan(fit.stderr["E"]) and fit.law.E < 1e-6
+    assert torch.all(fit.cov[0] == 0) and torch.all(fit.cov[:, 0] == 0)
+    assert not [w for w in recwarn if "singular" in str(w.message)]
+    np.testing.assert_allclose([fit.law.A, fit.law.B, fit.law.alpha, fit.law.beta], [30.0, 400.0, 0.3, 0.35], rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_fit_without_a_floor_with_noise(seed):
+    """With noise, E lands at 0 or within its errors of 0, and the exponents within theirs."""
+    law = ChinchillaLaw(E=1e-9, A=30.0, B=400.0, alpha=0.3, beta=0.35)
+    fit = fit_chinchilla(*synthetic(law, 0.005, seed))
+    assert fit.E_at_zero or fit.law.E < 4 * fit.stderr["E"]
+    for name in ("alpha", "beta"):
+        assert abs(getattr(fit.law, name) - getattr(law, name)) < 4 * fit.stderr[name]
+
+
 def test_fit_uncertainty_is_calibrated():
     """Over 40 noisy data sets, alpha-hat falls within 2 of its standard errors about 95% of the time."""
     law, hits = LAWS[0], 0
