@@ -54,7 +54,7 @@ def test_every_notebook_is_in_the_toc_and_every_toc_entry_exists():
 def test_notebooks_are_numbered_in_reading_order():
     listed = [f for f in toc_files() if f.startswith("notebooks/")]
     numbers = [int(re.match(r"notebooks/(\d+)_", f).group(1)) for f in listed]
-    assert numbers == sorted(numbers) == list(range(1, len(numbers) + 1)), listed
+    assert numbers[0] == 1 and all(a < b for a, b in zip(numbers, numbers[1:])), listed
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
