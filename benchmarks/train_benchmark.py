@@ -33,11 +33,11 @@ import time
 
 # nanoGPT's README command for a CPU: its shakespeare_char config shrunk to 4 layers of 128
 CPU_ARGS = ["--n_layer=4", "--n_head=4", "--n_embd=128", "--block_size=64", "--batch_size=12", "--dropout=0",
-            "--bias=false", "--max_steps=2000", "--lr=1e-3", "--min_lr=1e-4", "--warmup_steps=100",
+            "--bias=false", "--max_steps=2000", "--decay_steps=2000", "--lr=1e-3", "--min_lr=1e-4", "--warmup_steps=100",
             "--weight_decay=0.1", "--beta2=0.99", "--grad_clip=1.0", "--eval_interval=250", "--eval_batches=20"]
 NANOGPT_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
                 "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
-                "--n_embd=128", "--max_iters=2000", "--lr_decay_iters=2000", "--dropout=0.0"]
+                "--n_embd=128", "--lr_decay_iters=2000", "--dropout=0.0"]
 
 
 def run_ours(argv: list[str], steps: int | None, synthetic: bool) -> dict:
@@ -91,10 +91,11 @@ def run_ours(argv: list[str], steps: int | None, synthetic: bool) -> dict:
     return result
 
 
-def run_nanogpt(directory: str) -> dict:
+def run_nanogpt(directory: str, steps: int = 2000) -> dict:
     """nanoGPT's train.py as its README runs it on a CPU; its per-iteration times and last val loss."""
     t = time.perf_counter()
-    done = subprocess.run([sys.executable, "train.py", *NANOGPT_ARGS, f"--out_dir={tempfile.mkdtemp()}"],
+    done = subprocess.run([sys.executable, "train.py", *NANOGPT_ARGS, f"--max_iters={steps}",
+                           f"--out_dir={tempfile.mkdtemp()}"],
                           cwd=directory, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if done.returncode:
@@ -125,7 +126,7 @@ def main() -> None:
             if who == "nano" and not args.nanogpt_dir:
                 continue
             if who == "nano":
-                res = run_nanogpt(args.nanogpt_dir)
+                res = run_nanogpt(args.nanogpt_dir, args.steps or 2000)
             else:
                 cmd = [sys.executable, __file__, "--worker", *(["--steps", str(args.steps)] if args.steps else []),
                        *(["--synthetic"] if args.synthetic else []), *rest]

@@ -281,10 +281,12 @@ class Trainer:
         self.config = c = config
         self.dist, self.device = distributed.setup(runtime.get_device(c.device), c.backend)
         self.dtype = DTYPES[c.dtype] or runtime.autocast_dtype(self.device)
+        if self.device.type == "cuda":
+            torch.set_float32_matmul_precision("high")  # TF32 for the fp32 matmuls left outside autocast
         self.out_dir = pathlib.Path(c.out_dir)
         self.data = data if data is not None else self._prepare_data()
         self.model_config = self._model_config()
-        runtime.seed_everything(c.seed)  # the initialisation is the same on every rank
+        runtime.seed_everything(c.seed)  # reseeds the global generators: the same initialisation on every rank
         self.model = GPT(self.model_config).to(self.device)
         self.optimizer = make_optimizer(self.model, c, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=runtime.needs_grad_scaler(self.dtype))
