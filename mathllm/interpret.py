@@ -196,7 +196,7 @@ def direct_logit_attribution(model: GPT, trace: Trace, targets: torch.Tensor) ->
                 c = c - c.mean(dim=-1, keepdim=True)
             out[name] = (w * c / scale).sum(-1)  # (B, T)
         bias = getattr(norm, "bias", None)
-        out["bias"] = (model.lm_head.weight[targets] * bias).sum(-1) if bias is not None else torch.zeros(B, T)
+        out["bias"] = (model.lm_head.weight[targets] * bias).sum(-1) if bias is not None else x.new_zeros(B, T)
     return out
 
 
@@ -376,8 +376,8 @@ def fit_probe(X_train: torch.Tensor, y_train: torch.Tensor, X_test: torch.Tensor
     check_ids(y_test, K, name="y_test")
     mean, std = X_train.mean(0), X_train.std(0).clamp_min(1e-8)
     Xtr, Xte = ((X_train - mean) / std).double(), ((X_test - mean) / std).double()
-    W = torch.zeros(K, C, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(K, dtype=torch.float64, requires_grad=True)
+    W = torch.zeros(K, C, dtype=torch.float64, device=Xtr.device, requires_grad=True)
+    b = torch.zeros(K, dtype=torch.float64, device=Xtr.device, requires_grad=True)
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
@@ -402,8 +402,8 @@ def control_labels(tokens: torch.Tensor, labels: torch.Tensor, *, generator: tor
     N = check_shape(tokens, "N", name="tokens")[0]
     check_shape(labels, "N", name="labels", N=N)
     types = torch.unique(tokens)
-    draws = labels[torch.randint(N, (len(types),), generator=generator)]  # a label per type, as often as in labels
-    lookup = torch.zeros(int(tokens.max()) + 1, dtype=labels.dtype)
+    draws = labels[torch.randint(N, (len(types),), generator=generator).to(labels.device)]  # as often as in labels
+    lookup = torch.zeros(int(tokens.max()) + 1, dtype=labels.dtype, device=labels.device)
     lookup[types] = draws
     return lookup[tokens]
 
@@ -417,13 +417,13 @@ def offset_analogy_accuracy(E: torch.Tensor, pairs: list[tuple[int, int]]) -> fl
     V, _ = check_shape(E, "V C", name="E")
     if len(pairs) < 2:
         raise ValueError(f"need at least 2 pairs for a leave-one-out offset, got {len(pairs)}")
-    a = torch.tensor([p[0] for p in pairs])
-    b = torch.tensor([p[1] for p in pairs])
+    a = torch.tensor([p[0] for p in pairs], device=E.device)
+    b = torch.tensor([p[1] for p in pairs], device=E.device)
     check_ids(a, V, name="pairs")
     check_ids(b, V, name="pairs")
     diffs = E[b] - E[a]  # (P, C)
     offsets = (diffs.sum(0) - diffs) / (len(pairs) - 1)  # (P, C): mean of the other pairs
     query = F.normalize(E[a] + offsets, dim=1)  # (P, C)
     sims = query @ F.normalize(E, dim=1).T  # (P, C) x (C, V) -> (P, V)
-    sims[torch.arange(len(pairs)), a] = float("-inf")
+    sims[torch.arange(len(pairs), device=E.device), a] = float("-inf")
     return (sims.argmax(1) == b).double().mean().item()
