@@ -51,8 +51,9 @@ def run_ours(argv: list[str], steps: int | None, synthetic: bool) -> dict:
     preset_given = any(a.startswith("--preset") for a in argv)
     config, _ = parse_config(argv if preset_given else ["--preset=shakespeare_char", *CPU_ARGS, *argv])
     out = tempfile.mkdtemp(prefix="mathllm-bench-")
+    # a shorter run keeps the preset's schedule (the cosine still ends at the preset's last step)
     config = replace(config, out_dir="", data_dir=config.data_dir or os.path.join(out, "data"), progress=False,
-                     max_steps=steps or config.max_steps)
+                     max_steps=steps or config.max_steps, decay_steps=config.decay_steps_resolved)
     data = None
     if synthetic:  # uniform random ids: the speed does not depend on the text
         g = torch.Generator().manual_seed(0)
