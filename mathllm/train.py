@@ -349,7 +349,7 @@ class Trainer:
 
     @property
     def tokens_per_step(self) -> int:
-        """Tokens in one optimizer step over all processes: G x world size x B x T."""
+        """The number of tokens in one optimizer step over all processes (G x world size x B x T)."""
         return self.config.grad_accum * self.dist.world_size * self.config.batch_size * self.model_config.block_size
 
     # ------------------------------------------------------------------ one step
