@@ -164,3 +164,21 @@ def test_loader_state_of_another_order_is_refused(tokens):
     state = Batches(tokens, 2, 4, order="random").state_dict()
     with pytest.raises(ValueError, match="order='random'"):
         Batches(tokens, 2, 4, order="sequential").load_state_dict(state)
+
+
+def test_prepare_markov_is_the_source_sample(tmp_path):
+    from mathllm.markov_source import MarkovSource, MarkovSourceConfig
+    config = MarkovSourceConfig(vocab_size=4, order=1, concentration=0.5, seed=3)
+    data = prepare("markov", tmp_path, markov=config, markov_tokens=2000, val_fraction=0.25, seed=7)
+    source = MarkovSource(config)
+    ids = source.sample(2000, seed=7).numpy()
+    assert np.array_equal(np.concatenate([data.train, data.val]), ids) and len(data.val) == 500
+    assert data.vocab_size == 4 and data.meta["entropy_rate"] == pytest.approx(source.entropy_rate(), rel=1e-12)
+    assert data.decode(data.val[:20]) == source.decode(torch.from_numpy(ids[1500:1520]))  # symbols print as the alphabet
+    first = np.array(data.train)
+    del data
+    again = prepare("markov", tmp_path, markov=config, markov_tokens=2000, val_fraction=0.25, seed=7)
+    assert np.array_equal(again.train, first)
+    del again
+    other = prepare("markov", tmp_path, markov=config, markov_tokens=2000, val_fraction=0.25, seed=8)
+    assert not np.array_equal(other.train, first)  # a new request rewrites the files
