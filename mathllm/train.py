@@ -612,10 +612,11 @@ def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.N
     if unknown:
         known = [a for action in parser._actions for a in action.option_strings]
         hints = []
-        for u in unknown:
-            close = difflib.get_close_matches(u.split("=")[0], known, n=1)
+        options = [u for u in unknown if u.startswith("-")]  # the rest are their values, or stray words
+        for u in options or unknown:
+            close = difflib.get_close_matches(u.split("=")[0], known, n=1) if u.startswith("-") else []
             hints.append(f"{u} (did you mean {close[0]}?)" if close else u)
-        parser.error(f"unknown option(s): {', '.join(hints)}; see --help")
+        parser.error(f"unknown {'option(s)' if options else 'argument(s)'}: {', '.join(hints)}; see --help")
     given = {k: v for k, v in vars(args).items() if k not in ("preset", "print_config")}
     model_fields = {f.name for f in fields(GPTConfig)}
     base = PRESETS[args.preset]()
