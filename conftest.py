@@ -9,6 +9,7 @@ import pathlib
 
 import matplotlib
 import pytest
+import torch
 
 matplotlib.use("Agg")  # figures in unit tests are drawn off-screen (never via MPLBACKEND: it would empty the book)
 
@@ -27,3 +28,13 @@ def repo_root() -> pathlib.Path:
 def shakespeare_available() -> bool:
     d = os.environ.get("MATHLLM_DATA_DIR")
     return bool(d) and (pathlib.Path(d) / "tinyshakespeare.txt").is_file()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test runs torch on one thread, restored afterwards: the tests use tiny tensors, for which
+    one thread is faster, and on a busy 2-core machine two threads were measured 7-20x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

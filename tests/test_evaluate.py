@@ -18,15 +18,6 @@ from mathllm.evaluate import (CHAR_CLASSES, bits_per_byte, bootstrap, bootstrap_
 from mathllm.transformer import GPT, GPTConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and far faster on a busy machine; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Bigram(torch.nn.Module):
     """A model that returns bare logits (no tuple): the next token depends on the current one only."""
 

@@ -10,15 +10,6 @@ from mathllm.fairness import association, effect_size, weat, weat_test
 from mathllm.word_vectors import WordVectors
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and far faster on a busy machine; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _literal_weat(X, Y, A, B):
     """Caliskan et al. (2017), written as in the paper with numpy loops."""
     cos = lambda u, v: float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))

@@ -7,15 +7,6 @@ from mathllm.robustness import (deepfool, embedding_offset, first_order_margins,
 from mathllm.transformer import GPT, GPTConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and far faster on a busy machine; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Affine(torch.nn.Module):
     """Logits at the last position are an affine function of the flattened input embeddings."""
 
