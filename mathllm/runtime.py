@@ -56,12 +56,21 @@ def autocast_dtype(device: torch.device | str) -> torch.dtype:
 
     fp16 has a 5-bit exponent (largest finite value 65504, smallest normal 6.1e-5), so small
     gradients underflow; it is used with a gradient scaler (:func:`needs_grad_scaler`). bf16 keeps
-    fp32's 8-bit exponent and needs no scaling. On the CPU we train in fp32.
+    fp32's 8-bit exponent and needs no scaling. On the CPU we train in fp32. A GPU that only
+    emulates bf16 (a T4 or a V100, compute capability below 8.0) counts as without it: emulated
+    bf16 matmuls are several times slower than its fp16 tensor cores.
     """
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if _native_bf16() else torch.float16
     return torch.float32
+
+
+def _native_bf16() -> bool:
+    try:  # torch >= 2.3 reports emulated bf16 as supported unless asked not to
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:
+        return torch.cuda.is_bf16_supported()
 
 
 def needs_grad_scaler(dtype: torch.dtype) -> bool:

@@ -234,7 +234,9 @@ class GPT(nn.Module):
         if offset + T > self.config.block_size:
             raise ValueError(f"cannot forward positions {offset}..{offset + T - 1}: the sequence of length "
                              f"{offset + T} is longer than block_size={self.config.block_size}")
-        if not idx.is_cuda:  # on a GPU the check would synchronise every step; CUDA asserts on its own
+        # on a GPU the check would synchronise every step (CUDA asserts on its own); under
+        # torch.compile its .item() would split the graph (the embedding still raises on a bad id)
+        if not idx.is_cuda and not torch.compiler.is_compiling():
             check_ids(idx, self.config.vocab_size, name="idx")
         return B, T
 

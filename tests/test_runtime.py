@@ -33,8 +33,13 @@ def test_unavailable_or_unknown_device_is_an_error(monkeypatch):
 
 def test_autocast_dtype(monkeypatch):
     assert runtime.autocast_dtype("cpu") == torch.float32
+    def t4(including_emulation=True):  # a T4 (sm_75) emulates bf16: supported only with emulation
+        return including_emulation
+
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert runtime.autocast_dtype(torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", t4)
+    assert runtime.autocast_dtype(torch.device("cuda")) == torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert runtime.autocast_dtype(torch.device("cuda")) == torch.float16
     assert runtime.needs_grad_scaler(torch.float16)

@@ -153,6 +153,15 @@ def test_forward_errors_name_the_values():
         GPT({"n_layer": 2})
 
 
+def test_the_forward_is_one_graph_under_torch_compile():
+    # the id check's .item() would split a compiled forward in three; it is skipped while tracing
+    import torch._dynamo
+
+    m, idx = GPT(_tiny()), torch.randint(0, 65, (2, 8))
+    explained = torch._dynamo.explain(m)(idx, idx)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
 def test_next_logits_with_cache_match_the_full_forward():
     m = GPT(_tiny(positions="rope")).double().eval()
     idx = torch.randint(0, 65, (2, 12))
