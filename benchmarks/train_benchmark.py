@@ -11,17 +11,20 @@ same options as ``python -m mathllm.train``) and reports:
 
 With ``--nanogpt_dir DIR`` it also runs nanoGPT's own ``train.py`` from DIR (a checkout of
 karpathy/nanoGPT with ``data/shakespeare_char`` prepared; it is not part of this repository)
-with the same model and optimizer settings, alternating ``--rounds`` runs of each so that both
-see the same load, and prints the medians and their ratio. Each run is a fresh process.
+with the same model, optimizer and schedule, alternating ``--rounds`` runs of each so that both
+see the same load, and prints the medians and their ratio. Each run is a fresh process. The
+default preset is ``shakespeare_cpu``, the CPU model of nanoGPT's README with a tuned learning rate.
 
-Examples (the first is the CPU comparison of benchmarks/README.md)::
+Examples (the first two are the CPU comparison of benchmarks/README.md)::
 
     python benchmarks/train_benchmark.py --device cpu --nanogpt_dir /tmp/nanogpt --rounds 3
+    python benchmarks/train_benchmark.py --device cpu --nanogpt_dir /tmp/nanogpt --lr 1e-3 --min_lr 1e-4
     python benchmarks/train_benchmark.py --preset gpt2_small --synthetic --steps 50 --batch_size 16 --grad_accum 1
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -31,13 +34,34 @@ import sys
 import tempfile
 import time
 
-# nanoGPT's README command for a CPU: its shakespeare_char config shrunk to 4 layers of 128
-CPU_ARGS = ["--n_layer=4", "--n_head=4", "--n_embd=128", "--block_size=64", "--batch_size=12", "--dropout=0",
-            "--bias=false", "--max_steps=2000", "--decay_steps=2000", "--lr=1e-3", "--min_lr=1e-4", "--warmup_steps=100",
-            "--weight_decay=0.1", "--beta2=0.99", "--grad_clip=1.0", "--eval_interval=250", "--eval_batches=20"]
-NANOGPT_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
-                "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
-                "--n_embd=128", "--lr_decay_iters=2000", "--dropout=0.0"]
+DEFAULT_PRESET = "shakespeare_cpu"  # the CPU comparison of benchmarks/README.md
+# nanoGPT's README command for a CPU: its shakespeare_char config shrunk to 4 layers of 128, fp32, eager
+NANOGPT_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--log_interval=1",
+                "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128", "--dropout=0.0"]
+
+
+def nanogpt_args(config) -> list[str]:
+    """nanoGPT's command line for the optimizer and schedule of a TrainConfig (the model is NANOGPT_ARGS')."""
+    m = config.model
+    model = (m.n_layer, m.n_head, m.n_embd, m.block_size, m.dropout, m.bias, config.batch_size, config.grad_accum)
+    if model != (4, 4, 128, 64, 0.0, False, 12, 1):
+        raise ValueError("the nanoGPT comparison is for the CPU model of nanoGPT's README (4 layers of 128, context "
+                         f"64, batch 12, no dropout, no biases); got n_layer, n_head, n_embd, block_size, dropout, "
+                         f"bias, batch_size, grad_accum = {model}")
+    return [*NANOGPT_ARGS, f"--learning_rate={config.lr}", f"--min_lr={config.min_lr}",
+            f"--warmup_iters={config.warmup_steps}", f"--lr_decay_iters={config.decay_steps_resolved}",
+            f"--weight_decay={config.weight_decay}", f"--beta2={config.beta2}", f"--grad_clip={config.grad_clip}",
+            f"--eval_interval={config.eval_interval}", f"--eval_iters={config.eval_batches}"]
+
+
+def bench_config(argv: list[str], steps: int | None = None):
+    """The TrainConfig of the benchmark: DEFAULT_PRESET unless argv names one, then argv's overrides."""
+    from mathllm.train import parse_config
+    preset_given = any(a.startswith("--preset") for a in argv)
+    config, _ = parse_config(argv if preset_given else [f"--preset={DEFAULT_PRESET}", *argv])
+    # a shorter run keeps the preset's schedule (the cosine still ends at the preset's last step)
+    return dataclasses.replace(config, out_dir="", progress=False, max_steps=steps or config.max_steps,
+                               decay_steps=config.decay_steps_resolved)
 
 
 def run_ours(argv: list[str], steps: int | None, synthetic: bool) -> dict:
@@ -47,13 +71,10 @@ def run_ours(argv: list[str], steps: int | None, synthetic: bool) -> dict:
     import torch
 
     from mathllm.data import TokenData
-    from mathllm.train import Trainer, parse_config, peak_flops
-    preset_given = any(a.startswith("--preset") for a in argv)
-    config, _ = parse_config(argv if preset_given else ["--preset=shakespeare_char", *CPU_ARGS, *argv])
+    from mathllm.train import Trainer, peak_flops
+    config = bench_config(argv, steps)
     out = tempfile.mkdtemp(prefix="mathllm-bench-")
-    # a shorter run keeps the preset's schedule (the cosine still ends at the preset's last step)
-    config = replace(config, out_dir="", data_dir=config.data_dir or os.path.join(out, "data"), progress=False,
-                     max_steps=steps or config.max_steps, decay_steps=config.decay_steps_resolved)
+    config = replace(config, data_dir=config.data_dir or os.path.join(out, "data"))
     data = None
     if synthetic:  # uniform random ids: the speed does not depend on the text
         g = torch.Generator().manual_seed(0)
@@ -92,10 +113,10 @@ def run_ours(argv: list[str], steps: int | None, synthetic: bool) -> dict:
     return result
 
 
-def run_nanogpt(directory: str, steps: int = 2000) -> dict:
-    """nanoGPT's train.py as its README runs it on a CPU; its per-iteration times and last val loss."""
+def run_nanogpt(directory: str, config) -> dict:
+    """nanoGPT's train.py as its README runs it on a CPU, with ``config``'s optimizer and schedule."""
     t = time.perf_counter()
-    done = subprocess.run([sys.executable, "train.py", *NANOGPT_ARGS, f"--max_iters={steps}",
+    done = subprocess.run([sys.executable, "train.py", *nanogpt_args(config), f"--max_iters={config.max_steps}",
                            f"--out_dir={tempfile.mkdtemp()}"],
                           cwd=directory, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -120,6 +141,9 @@ def main() -> None:
     if args.worker:
         print("RESULT " + json.dumps(run_ours(rest, args.steps, args.synthetic)))
         return
+    config = bench_config(rest, args.steps)  # also checks the options before the first run
+    if args.nanogpt_dir:
+        nanogpt_args(config)
     results = []
     for r in range(args.rounds):
         order = ["ours", "nano"] if r % 2 == 0 else ["nano", "ours"]
@@ -127,7 +151,7 @@ def main() -> None:
             if who == "nano" and not args.nanogpt_dir:
                 continue
             if who == "nano":
-                res = run_nanogpt(args.nanogpt_dir, args.steps or 2000)
+                res = run_nanogpt(args.nanogpt_dir, config)
             else:
                 cmd = [sys.executable, __file__, "--worker", *(["--steps", str(args.steps)] if args.steps else []),
                        *(["--synthetic"] if args.synthetic else []), *rest]
