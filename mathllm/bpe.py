@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable, Iterator
 
 from .bpe_train import N_BYTES, train_incremental, train_naive
+from .checks import check_positive_int
 from .pretokenize import (GPT2_SPLIT_PATTERN, check_special_tokens, count_pretokens, pretokenize,
                           settled_length, split_special)
 
@@ -173,8 +174,7 @@ class BPETokenizer:
         encoded and only the unfinished tail (:func:`mathllm.pretokenize.settled_length`) is kept.
         The ids equal those of :meth:`encode` on the whole text, for any ``chunk_chars >= 1``.
         """
-        if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 1:
-            raise ValueError(f"chunk_chars must be a positive int, got {chunk_chars!r}")
+        check_positive_int(chunk_chars, "chunk_chars")
         parts: list[str] = []
         size = 0
         for line in lines:

@@ -61,6 +61,13 @@ def check_ids(ids: torch.Tensor, vocab_size: int, name: str = "ids") -> torch.Te
     return ids
 
 
+def check_positive_int(value, name: str) -> int:
+    """Raise ValueError unless ``value`` is an int >= 1 (a bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 def check_positive(value, name: str, *, allow_zero: bool = False):
     """Raise ValueError unless ``value`` is a number > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

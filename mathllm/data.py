@@ -36,6 +36,7 @@ import torch
 
 from .bpe import BPETokenizer
 from .char_tokenizer import CharTokenizer
+from .checks import check_positive_int
 from .corpus import load_text
 
 CORPORA = ("tinyshakespeare", "file", "markov")
@@ -246,8 +247,7 @@ class Batches:
     def __init__(self, tokens, batch_size: int, block_size: int, *, order: str = "random", seed: int = 0,
                  rank: int = 0, world_size: int = 1, device: str | torch.device = "cpu"):
         for name, value in (("batch_size", batch_size), ("block_size", block_size), ("world_size", world_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(value, name)
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
         if not 0 <= rank < world_size:

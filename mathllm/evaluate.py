@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checks import check_ids, check_shape, check_tensor
+from .checks import check_ids, check_positive_int, check_shape, check_tensor
 
 CHAR_CLASSES = ("lower", "upper", "space", "newline", "punct", "other")
 
@@ -51,8 +51,7 @@ def _windows(ids: torch.Tensor, block_size: int):
     (N,) = check_shape(ids, "N", name="ids")
     if N < 2:
         raise ValueError(f"ids must hold at least 2 tokens (one prediction), got {N}")
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    check_positive_int(block_size, "block_size")
     for s in range(0, N - 1, block_size):
         e = min(s + block_size, N - 1)
         yield ids[s:e], ids[s + 1:e + 1]
@@ -77,8 +76,7 @@ def next_token_logits(model, ids: torch.Tensor, block_size: int, batch_size: int
     check_tensor(ids, "ids")
     if ids.dtype != torch.int64:
         raise TypeError(f"ids must be int64 token ids, got {str(ids.dtype).replace('torch.', '')}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     windows = list(_windows(ids, block_size))
     device = next(model.parameters()).device
     full = [x for x, _ in windows if len(x) == block_size]
@@ -145,8 +143,7 @@ def bootstrap(num: torch.Tensor, den: torch.Tensor | None = None, *, n_boot: int
     if den.shape != num.shape:
         raise ValueError(f"den must have the shape of num {tuple(num.shape)}, got {tuple(den.shape)}")
     for name, value in (("n_boot", n_boot), ("block", block)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     single = num.dim() == 1
     num, den = num.double().reshape(-1, num.shape[-1]), den.double().reshape(-1, num.shape[-1])  # (k, n)
     k, n = num.shape
@@ -251,8 +248,7 @@ def chunk_sums(values: torch.Tensor, byte_lengths: torch.Tensor, chunk_bytes: in
     """
     (N,) = check_shape(values, "N", name="values")
     check_shape(byte_lengths, "N", name="byte_lengths", N=N)
-    if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1:
-        raise ValueError(f"chunk_bytes must be a positive int, got {chunk_bytes!r}")
+    check_positive_int(chunk_bytes, "chunk_bytes")
     starts = torch.cumsum(byte_lengths, 0) - byte_lengths                 # (N,) offset of each token's first byte
     which = starts // chunk_bytes
     size = int(which.max()) + 1 if n_chunks is None else n_chunks
@@ -358,8 +354,7 @@ def reliability(logits: torch.Tensor, targets: torch.Tensor, n_bins: int = 15) -
     N, V = check_shape(logits, "N V", name="logits")
     check_shape(targets, "N", name="targets", N=N)
     check_ids(targets, V, name="targets")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
+    check_positive_int(n_bins, "n_bins")
     conf, pred = logits.double().softmax(-1).max(-1)                      # (N,), (N,)
     correct = (pred == targets).double()
     edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
@@ -454,8 +449,7 @@ def ngram_seen(train_ids, heldout_ids, n: int) -> np.ndarray:
     Returns:
         (M,) bool with ``M = len(heldout_ids) - n + 1``; entry ``j`` is for ``heldout_ids[j:j + n]``.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_positive_int(n, "n")
     a = np.asarray(train_ids).astype(np.int64)
     b = np.asarray(heldout_ids).astype(np.int64)
     if a.ndim != 1 or b.ndim != 1 or len(a) < n or len(b) < n:

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import torch
 
-from .checks import check_positive, check_shape
+from .checks import check_positive, check_positive_int, check_shape
 
 
 # ---------------------------------------------------------------------------- filters
 def top_k_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the ``k`` largest of ``logits`` (..., V), set the rest to -inf (ties with the k-th are kept)."""
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise ValueError(f"top_k must be a positive int, got {k!r}")
+    check_positive_int(k, "top_k")
     k = min(k, logits.shape[-1])
     kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1): the k-th largest
     return logits.masked_fill(logits < kth, float("-inf"))

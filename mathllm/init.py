@@ -25,6 +25,8 @@ import math
 
 import torch
 
+from .checks import check_positive_int
+
 NONLINEARITIES = ("linear", "sigmoid", "tanh", "relu")
 
 
@@ -114,8 +116,7 @@ def activation_variances(draw_weight, activation, depth: int, width: int, n: int
         A (depth,) float64 tensor: Var(z_1), ..., Var(z_depth), over all samples and units.
     """
     for name, value in (("depth", depth), ("width", width), ("n", n)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     z = torch.randn(n, width, generator=generator, dtype=torch.float64)  # z_0: (n, width)
     variances = []
     for _ in range(depth):

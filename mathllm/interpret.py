@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import MultiHeadAttention, causal_mask
-from .checks import check_ids, check_shape, check_tensor
+from .checks import check_ids, check_positive_int, check_shape
 from .layers import LayerNorm, RMSNorm
 from .transformer import GPT
 
@@ -252,8 +252,7 @@ def repeated_tokens(batch: int, length: int, vocab_size: int, *, generator: torc
     by copying, once a model has an induction head.
     """
     for name, v in (("batch", batch), ("length", length), ("vocab_size", vocab_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_positive_int(v, name)
     first = torch.randint(vocab_size, (batch, length), generator=generator)  # (B, n)
     return torch.cat([first, first], dim=1)  # (B, 2n)
 
@@ -335,8 +334,7 @@ def causal_path_counts(T: int, n_layers: int, window: int | None = None) -> torc
     ``binomial(t - s + L - 1, L - 1)``, and a window w lets t reach back ``L (w - 1)`` positions.
     """
     for name, v in (("T", T), ("n_layers", n_layers)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_positive_int(v, name)
     M = causal_mask(T).to(torch.int64)  # (T, T): M[t, s] = 1 if s <= t
     if window is not None:
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:

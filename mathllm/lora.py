@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 
-from .checks import check_positive
+from .checks import check_positive, check_positive_int
 from .data import TokenData
 from .train import Trainer, TrainConfig, make_optimizer
 from .transformer import GPT
@@ -55,8 +55,7 @@ class LoRAConfig:
     init_std: float | None = None                  # std of A; None = 1 / sqrt(d_in), so A x has unit-size entries
 
     def __post_init__(self):
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
-            raise ValueError(f"rank must be a positive int, got {self.rank!r}")
+        check_positive_int(self.rank, "rank")
         check_positive(self.alpha, "alpha")
         if isinstance(self.targets, str) or not isinstance(self.targets, tuple) or not self.targets \
                 or not all(isinstance(t, str) and t for t in self.targets):

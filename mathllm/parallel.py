@@ -29,6 +29,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .checks import check_positive_int
+
 # ---------------------------------------------------------------------------- launching
 
 
@@ -61,8 +63,7 @@ def launch(fn, world_size: int = 2, *args, timeout: float = 300.0) -> list:
     strings, or lists and dicts of them (what ``torch.load(weights_only=True)`` accepts).
     A failure in any process is raised here with that process's traceback.
     """
-    if not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be a positive int, got {world_size!r}")
+    check_positive_int(world_size, "world_size")
     ctx = mp.get_context("spawn")  # a fresh interpreter per rank, as torchrun gives
     queue = ctx.Queue()
     port = free_port()

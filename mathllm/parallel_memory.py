@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .checks import check_positive_int
+
 BYTES_WEIGHTS, BYTES_GRADS, BYTES_ADAM = 2, 2, 12
 LAYOUTS = ("ddp", "zero1", "zero2", "zero3")
 
@@ -55,8 +57,7 @@ class Layout:
 
     def __post_init__(self):
         for name in ("dp", "tp", "pp"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+            check_positive_int(getattr(self, name), name)
         if self.zero not in (0, 1, 2, 3):
             raise ValueError(f"zero must be a ZeRO stage 0, 1, 2 or 3, got {self.zero!r}")
 

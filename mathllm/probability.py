@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from .checks import check_positive, check_tensor
+from .checks import check_positive, check_positive_int, check_tensor
 
 DISCRETE = ("bernoulli", "binomial", "poisson")
 CONTINUOUS = ("gaussian", "exponential", "weibull")
@@ -201,8 +201,7 @@ def apply_temperature(p: torch.Tensor, temperature: float) -> torch.Tensor:
 def top_k_filter(p: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the ``k`` most likely outcomes (and any tied with the k-th), renormalise: (..., V) -> (..., V)."""
     check_distribution(p)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    check_positive_int(k, "k")
     k = min(k, p.shape[-1])
     kth = torch.topk(p, k, dim=-1).values[..., -1:]  # (..., 1)
     kept = torch.where(p >= kth, p, torch.zeros_like(p))

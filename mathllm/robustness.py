@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_ids, check_shape, check_tensor
+from .checks import check_ids, check_positive_int, check_shape, check_tensor
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -135,8 +135,7 @@ def deepfool(model, idx: torch.Tensor, *, candidates: int = 10, overshoot: float
     T = _check_idx(model, idx)
     emb = model.token_embedding
     C, V = emb.embedding_dim, emb.num_embeddings
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
-        raise ValueError(f"candidates must be a positive int, got {candidates!r}")
+    check_positive_int(candidates, "candidates")
     K = min(candidates, V - 1)
     r = torch.zeros(T, C, dtype=emb.weight.dtype, device=emb.weight.device)
     k0 = _top1(model, idx, r)
@@ -252,8 +251,7 @@ def hotflip(model, idx: torch.Tensor, *, max_flips: int = 3, beam: int = 8, allo
     T = _check_idx(model, idx)
     V = model.token_embedding.num_embeddings
     for name, value in (("max_flips", max_flips), ("beam", beam)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     if allowed is not None:
         check_shape(allowed, "V", name="allowed", V=V)
     if positions is not None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_shape, check_tensor
+from .checks import check_positive_int, check_shape, check_tensor
 
 
 # ---------------------------------------------------------------------------- checks
@@ -88,8 +88,7 @@ def power_iteration(A: torch.Tensor, *, iters: int = 1000, tol: float = 1e-12,
     Book: :doc:`/notebooks/02_linear_algebra`, section "Eigenvalues and power iteration".
     """
     n = _check_symmetric(A)
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters must be a positive int, got {iters!r}")
+    check_positive_int(iters, "iters")
     v = torch.randn(n, generator=generator, dtype=A.dtype).to(A.device)
     v = v / v.norm()
     scale = float(A.norm())

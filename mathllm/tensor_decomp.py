@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_tensor
+from .checks import check_positive_int, check_tensor
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -114,8 +114,7 @@ def cp_als(T: torch.Tensor, rank: int, *, iters: int = 200, tol: float = 1e-10,
     Book: :doc:`/notebooks/02_linear_algebra`, section "Tensor decompositions".
     """
     _check_float_tensor(T)
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank must be a positive int, got {rank!r}")
+    check_positive_int(rank, "rank")
     d, norm_T = T.dim(), float(T.norm())
     factors = [torch.randn(n, rank, generator=generator, dtype=T.dtype).to(T.device) for n in T.shape]
     weights = torch.ones(rank, dtype=T.dtype, device=T.device)
@@ -137,8 +136,7 @@ def cp_als(T: torch.Tensor, rank: int, *, iters: int = 200, tol: float = 1e-10,
 def cp_params(shape: tuple[int, ...], rank: int) -> int:
     """Numbers stored by a rank-``R`` CP model of a tensor of ``shape``: ``R * sum(shape)`` (weights folded into one factor)."""
     shape = _check_dims(shape, "shape")
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank must be a positive int, got {rank!r}")
+    check_positive_int(rank, "rank")
     return rank * sum(shape)
 
 

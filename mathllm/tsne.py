@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .checks import check_shape
+from .checks import check_positive_int, check_shape
 from .spectral import pca
 
 
@@ -171,9 +171,7 @@ class TSNEConfig:
 
     def __post_init__(self):
         for name in ("n_components", "n_iter"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            check_positive_int(getattr(self, name), name)
         if isinstance(self.exaggeration_iters, bool) or not isinstance(self.exaggeration_iters, int) \
                 or self.exaggeration_iters < 0:
             raise ValueError(f"exaggeration_iters must be an int >= 0, got {self.exaggeration_iters!r}")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .checks import check_shape, check_tensor
+from .checks import check_positive_int, check_shape
 from .spectral import truncated_svd
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")   # letters, with one inner apostrophe: "o'er", "heart's"
@@ -68,8 +68,7 @@ def words(text: str, *, drop_speakers: bool = True) -> list[str]:
 
 def build_vocab(tokens: list[str], size: int) -> tuple[tuple[str, ...], torch.Tensor]:
     """The ``size`` most frequent words (ties broken alphabetically) and their counts, (V,) int64."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    check_positive_int(size, "size")
     ranked = sorted(Counter(tokens).items(), key=lambda kv: (-kv[1], kv[0]))[:size]
     return tuple(w for w, _ in ranked), torch.tensor([c for _, c in ranked], dtype=torch.int64)
 
@@ -92,8 +91,7 @@ def cooccurrence(ids: torch.Tensor, vocab_size: int, window: int) -> torch.Tenso
     (N,) = check_shape(ids, "N", name="ids")
     if ids.dtype != torch.int64:
         raise TypeError(f"ids must be int64, got {str(ids.dtype).replace('torch.', '')}")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive int, got {window!r}")
+    check_positive_int(window, "window")
     if N and (int(ids.min()) < -1 or int(ids.max()) >= vocab_size):
         raise ValueError(f"ids must lie in [0, {vocab_size}) or be -1, got range [{int(ids.min())}, {int(ids.max())}]")
     V = vocab_size

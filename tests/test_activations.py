@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import sympy as sp
 import torch
-import torch.nn.functional as F
 
 from mathllm.activations import ACTIVATIONS, gelu, gelu_grad, normal_cdf, normal_pdf, relu_grad, sigmoid
 

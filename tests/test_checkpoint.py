@@ -1,6 +1,4 @@
 """Checkpoints: exact round trips, atomic writes, keep-last-k, and clear errors for damaged files."""
-import os
-import pathlib
 import random
 import signal
 import subprocess

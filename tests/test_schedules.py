@@ -1,5 +1,4 @@
 """Tests for mathllm.schedules: each schedule equals its torch.optim.lr_scheduler counterpart."""
-import math
 
 import pytest
 import torch

@@ -35,8 +35,12 @@ def test_nanogpt_gets_the_same_optimizer_and_schedule(bench):
     for option in ("--learning_rate=0.003", "--min_lr=0.0003", "--warmup_iters=100", "--lr_decay_iters=2000",
                    "--weight_decay=0.1", "--beta2=0.99", "--grad_clip=1.0", "--eval_iters=20", "--n_embd=128"):
         assert option in args
-    with pytest.raises(ValueError, match=r"bias, batch_size, grad_accum = \(4, 4, 128, 64, 0.0, False, 16, 1\)"):
+    with pytest.raises(ValueError, match="batch_size must be 12, got 16"):
         bench.nanogpt_args(bench.bench_config(["--batch_size=16"]))
+    with pytest.raises(ValueError, match="seed must be 1337, got 5"):
+        bench.nanogpt_args(bench.bench_config(["--seed=5"]))
+    with pytest.raises(ValueError, match=r"model must be GPTConfig\(.*mlp='gelu'.*got GPTConfig\(.*mlp='relu'"):
+        bench.nanogpt_args(bench.bench_config(["--mlp=relu"]))
 
 
 FAKE_NANOGPT = """

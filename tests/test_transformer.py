@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mathllm.transformer import GPT, GPTConfig, flops_per_token, gpt2_init_, matmul_params, param_count, xavier_init_
+from mathllm.transformer import GPT, GPTConfig, flops_per_token, matmul_params, param_count, xavier_init_
 
 VARIANTS = [
     dict(),
