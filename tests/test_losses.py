@@ -19,7 +19,7 @@ def _pair(shape, seed, lo=-3.0, hi=3.0):
     return a, b
 
 
-def _compare(ours, ref, *inputs, tol=TOL):
+def assert_matches_torch(ours, ref, *inputs, tol=TOL):
     """Values and gradients (w.r.t. every floating input) of ours(*inputs) and ref(*inputs) agree."""
     xs1 = [x.clone().requires_grad_() if x.is_floating_point() else x for x in inputs]
     xs2 = [x.clone().requires_grad_() if x.is_floating_point() else x for x in inputs]
@@ -38,8 +38,10 @@ def _compare(ours, ref, *inputs, tol=TOL):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_mse_mae_match_torch(shape, reduction):
     p, t = _pair(shape, 0)
-    _compare(lambda a, b: L.mse_loss(a, b, reduction), lambda a, b: F.mse_loss(a, b, reduction=reduction), p, t)
-    _compare(lambda a, b: L.mae_loss(a, b, reduction), lambda a, b: F.l1_loss(a, b, reduction=reduction), p, t)
+    assert_matches_torch(lambda a, b: L.mse_loss(a, b, reduction),
+                         lambda a, b: F.mse_loss(a, b, reduction=reduction), p, t)
+    assert_matches_torch(lambda a, b: L.mae_loss(a, b, reduction),
+                         lambda a, b: F.l1_loss(a, b, reduction=reduction), p, t)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -47,8 +49,8 @@ def test_mse_mae_match_torch(shape, reduction):
 @pytest.mark.parametrize("delta", [0.3, 1.0, 2.5])
 def test_huber_matches_torch(shape, reduction, delta):
     p, t = _pair(shape, 1)
-    _compare(lambda a, b: L.huber_loss(a, b, delta, reduction),
-             lambda a, b: F.huber_loss(a, b, reduction=reduction, delta=delta), p, t)
+    assert_matches_torch(lambda a, b: L.huber_loss(a, b, delta, reduction),
+                         lambda a, b: F.huber_loss(a, b, reduction=reduction, delta=delta), p, t)
 
 
 def test_huber_limits():
@@ -63,8 +65,9 @@ def test_huber_limits():
 def test_gaussian_nll_matches_torch(shape, reduction):
     m, t = _pair(shape, 2)
     var = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) + 0.1
-    _compare(lambda a, b, v: L.gaussian_nll(a, b, v, reduction),
-             lambda a, b, v: F.gaussian_nll_loss(a, b, v, full=True, eps=0.0, reduction=reduction), m, t, var)
+    assert_matches_torch(lambda a, b, v: L.gaussian_nll(a, b, v, reduction),
+                         lambda a, b, v: F.gaussian_nll_loss(a, b, v, full=True, eps=0.0, reduction=reduction),
+                         m, t, var)
 
 
 @pytest.mark.parametrize("scale", [0.5, 2.0])
@@ -88,11 +91,11 @@ def test_binary_cross_entropy_matches_torch(shape, reduction):
     g = torch.Generator().manual_seed(6)
     p = torch.rand(shape, generator=g, dtype=torch.float64) * 0.98 + 0.01
     y = torch.rand(shape, generator=g, dtype=torch.float64)
-    _compare(lambda a, b: L.binary_cross_entropy(a, b, reduction),
-             lambda a, b: F.binary_cross_entropy(a, b, reduction=reduction), p, y)
+    assert_matches_torch(lambda a, b: L.binary_cross_entropy(a, b, reduction),
+                         lambda a, b: F.binary_cross_entropy(a, b, reduction=reduction), p, y)
     z, _ = _pair(shape, 7, -20.0, 20.0)
-    _compare(lambda a, b: L.binary_cross_entropy_with_logits(a, b, reduction),
-             lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction), z, y)
+    assert_matches_torch(lambda a, b: L.binary_cross_entropy_with_logits(a, b, reduction),
+                         lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction), z, y)
 
 
 def test_binary_cross_entropy_extremes():
@@ -111,7 +114,7 @@ def test_cross_entropy_and_grad_match_torch(N, V):
     g = torch.Generator().manual_seed(N * V)
     z = torch.randn(N, V, generator=g, dtype=torch.float64) * 3
     y = torch.randint(0, V, (N,), generator=g)
-    _compare(L.cross_entropy, F.cross_entropy, z, y)
+    assert_matches_torch(L.cross_entropy, F.cross_entropy, z, y)
     zz = z.clone().requires_grad_()
     F.cross_entropy(zz, y).backward()
     torch.testing.assert_close(L.cross_entropy_grad(z, y), zz.grad, **TOL)
@@ -123,8 +126,8 @@ def test_label_smoothing_matches_torch(smoothing, reduction):
     g = torch.Generator().manual_seed(8)
     z = torch.randn(6, 9, generator=g, dtype=torch.float64) * 2
     y = torch.randint(0, 9, (6,), generator=g)
-    _compare(lambda a, b: L.label_smoothed_cross_entropy(a, b, smoothing, reduction),
-             lambda a, b: F.cross_entropy(a, b, label_smoothing=smoothing, reduction=reduction), z, y)
+    assert_matches_torch(lambda a, b: L.label_smoothed_cross_entropy(a, b, smoothing, reduction),
+                         lambda a, b: F.cross_entropy(a, b, label_smoothing=smoothing, reduction=reduction), z, y)
     # it is cross-entropy to the mixture q = (1 - eps) onehot + eps / V ...
     q = L.smoothed_targets(y, 9, smoothing, dtype=torch.float64)
     torch.testing.assert_close(q.sum(-1), torch.ones(6, dtype=torch.float64), **TOL)
@@ -142,8 +145,8 @@ def test_soft_cross_entropy_and_kl_match_torch(reduction):
     z = torch.randn(5, 4, generator=g, dtype=torch.float64)
     q = torch.softmax(torch.randn(5, 4, generator=g, dtype=torch.float64), -1)
     q[0] = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)  # zeros: 0 log 0 = 0
-    _compare(lambda a, b: L.soft_cross_entropy(a, b, reduction),
-             lambda a, b: F.cross_entropy(a, b, reduction=reduction), z, q)
+    assert_matches_torch(lambda a, b: L.soft_cross_entropy(a, b, reduction),
+                         lambda a, b: F.cross_entropy(a, b, reduction=reduction), z, q)
     torch_red = {"mean": "batchmean", "sum": "sum", "none": "none"}[reduction]
     ref = F.kl_div(F.log_softmax(z, -1), q, reduction=torch_red)
     ref = ref.sum(-1) if reduction == "none" else ref      # torch keeps (N, V) terms; ours sums each row

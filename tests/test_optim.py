@@ -23,7 +23,7 @@ def _loss(params, X, step):
     return ((X @ W + b).tanh() ** 2).sum() + math.sin(step) * W.sum()  # the gradient changes sign over steps
 
 
-def _test_optim(ours, ref, steps, opts, dtype=torch.float32, groups=False):
+def assert_steps_match_torch(ours, ref, steps, opts, dtype=torch.float32, groups=False):
     """Run ours(params, **opts) and ref(params, **opts) from the same start for `steps` steps; compare every step."""
     init, X = _model(dtype)
     runs = []
@@ -52,7 +52,7 @@ DTYPES = [torch.float32, torch.float64]
     dict(lr=0.01, momentum=0.9, nesterov=True), dict(lr=0.1, momentum=0.99, nesterov=True, weight_decay=0.1),
 ])
 def test_sgd_matches_torch(opts, steps, dtype):
-    _test_optim(optim.SGD, torch.optim.SGD, steps, opts, dtype)
+    assert_steps_match_torch(optim.SGD, torch.optim.SGD, steps, opts, dtype)
 
 
 ADAM_OPTS = [
@@ -68,25 +68,25 @@ ADAM_OPTS = [
 @pytest.mark.parametrize("pair", [(optim.Adam, torch.optim.Adam), (optim.AdamW, torch.optim.AdamW)], ids=["Adam", "AdamW"])
 def test_adam_adamw_match_torch(pair, foreach, opts, steps, dtype):
     ours, ref = pair
-    _test_optim(lambda p, **o: ours(p, foreach=foreach, **o), ref, steps, opts, dtype)
+    assert_steps_match_torch(lambda p, **o: ours(p, foreach=foreach, **o), ref, steps, opts, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opts", [dict(), dict(lr=0.1), dict(lr=0.05, weight_decay=0.1, eps=1e-6)])
 def test_adagrad_matches_torch(opts, dtype):
-    _test_optim(optim.AdaGrad, torch.optim.Adagrad, 10, opts, dtype)
+    assert_steps_match_torch(optim.AdaGrad, torch.optim.Adagrad, 10, opts, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opts", [dict(), dict(lr=0.01, alpha=0.9), dict(lr=0.01, momentum=0.9, weight_decay=0.1)])
 def test_rmsprop_matches_torch(opts, dtype):
-    _test_optim(optim.RMSProp, torch.optim.RMSprop, 10, opts, dtype)
+    assert_steps_match_torch(optim.RMSProp, torch.optim.RMSprop, 10, opts, dtype)
 
 
 @pytest.mark.parametrize("ours,ref", [(optim.SGD, torch.optim.SGD), (optim.AdamW, torch.optim.AdamW)])
 def test_param_groups_match_torch(ours, ref):
     opts = dict(lr=0.05, weight_decay=0.1) | (dict(momentum=0.9) if ours is optim.SGD else {})
-    _test_optim(ours, ref, 5, opts, torch.float64, groups=True)
+    assert_steps_match_torch(ours, ref, 5, opts, torch.float64, groups=True)
 
 
 def test_adamw_defaults_equal_torch():
@@ -101,7 +101,8 @@ def test_adamw_is_not_adam_with_l2():
     runs = {}
     for cls in (optim.Adam, optim.AdamW):
         for wd in (0.0, 0.5):
-            runs[cls.__name__, wd] = _test_optim(cls, cls, 5, dict(lr=0.05, weight_decay=wd), torch.float64)[0][0]
+            opts = dict(lr=0.05, weight_decay=wd)
+            runs[cls.__name__, wd] = assert_steps_match_torch(cls, cls, 5, opts, torch.float64)[0][0]
     torch.testing.assert_close(runs["Adam", 0.0], runs["AdamW", 0.0], rtol=0, atol=0)
     assert not torch.allclose(runs["Adam", 0.5][0], runs["AdamW", 0.5][0], atol=1e-4)
 
