@@ -1,4 +1,5 @@
 """The trainer: exact resumption, gradient accumulation, optimizer groups, precision, the command line."""
+import dataclasses
 import json
 import math
 import re
@@ -164,6 +165,20 @@ def test_compile_failure_falls_back_to_eager(tmp_path, data, monkeypatch):
     assert all(p.grad is None for p in trainer.model.parameters())
     trainer.train()
     assert len(trainer.losses) == 8
+
+
+def test_compiled_training_equals_eager_and_saves_plain_weights(tmp_path, data):
+    """torch.compile for real (inductor, a C++ compiler): the same losses as eager, and checkpoints
+    whose keys are the model's own (no ``_orig_mod.`` prefix), so an eager model loads them."""
+    config = tiny(tmp_path / "eager", model=GPTConfig.tiny(block_size=16), max_steps=4, eval_interval=0)
+    eager = Trainer(config, data)
+    eager.train()
+    compiled = Trainer(dataclasses.replace(config, compile=True, out_dir=str(tmp_path / "compiled")), data)
+    assert compiled.compiled, "torch.compile fell back to eager on this machine"
+    compiled.train()
+    assert compiled.losses == pytest.approx(eager.losses, rel=1e-5)
+    state = load_checkpoint(latest_checkpoint(tmp_path / "compiled"))["model"]
+    assert state.keys() == eager.model.state_dict().keys()
 
 
 def test_evaluate_reports_perplexity_and_bits(tmp_path, data):
