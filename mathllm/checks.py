@@ -9,6 +9,8 @@ Book: book/notation.md.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -69,9 +71,14 @@ def check_positive_int(value, name: str) -> int:
 
 
 def check_positive(value, name: str, *, allow_zero: bool = False):
-    """Raise ValueError unless ``value`` is a number > 0 (or >= 0 with ``allow_zero``)."""
+    """Raise unless ``value`` is a finite number > 0 (or >= 0 with ``allow_zero``).
+
+    NaN and +-inf are rejected: NaN fails every comparison, so ``value < 0`` alone would let it through.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):  # an int is always finite
+        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
     return value

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from .checks import check_ids, check_positive, check_tensor
+from .probability import check_distribution
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -66,24 +67,47 @@ def _check_logits_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:
 
 
 # ---------------------------------------------------------------------------- softmax
+HALF = (torch.float16, torch.bfloat16)
+
+
+def _opmath(z: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 -> float32, as torch computes them: a float16 sum of 65 505 ones is inf."""
+    return z.float() if z.dtype in HALF else z
+
+
+def _shift(z: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z - m, m), m = max z along ``dim`` (kept), detached: the result does not depend on m.
+
+    A row of -inf (or a non-finite maximum) is shifted by 0, so it stays -inf instead of becoming nan.
+    """
+    m = z.detach().amax(dim=dim, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    return z - m, m
+
+
 def logsumexp(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """log(sum(exp(z))) along ``dim``, computed stably as m + log(sum(exp(z - m)))."""
     check_tensor(z, "z")
-    m = z.amax(dim=dim, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # all -inf rows stay -inf
-    return (m + (z - m).exp().sum(dim=dim, keepdim=True).log()).squeeze(dim)
+    d, m = _shift(_opmath(z), dim)
+    return (m + d.exp().sum(dim=dim, keepdim=True).log()).squeeze(dim).to(z.dtype)
 
 
 def log_softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """log softmax(z) = z - logsumexp(z)."""
-    return z - logsumexp(z, dim).unsqueeze(dim)
+    """log softmax(z) = (z - m) - log(sum(exp(z - m))), m = max z.
+
+    Not ``z - logsumexp(z)``: once the spacing of floats near z exceeds the log-sum (z = 1e8 in
+    float32, 1e4 in float16), that difference rounds it away and two equal logits get log p = 0.
+    """
+    check_tensor(z, "z")
+    d, _ = _shift(_opmath(z), dim)
+    return (d - d.exp().sum(dim=dim, keepdim=True).log()).to(z.dtype)
 
 
 def softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """exp(z - max z) normalised along ``dim``: a probability distribution."""
     check_tensor(z, "z")
-    e = (z - z.amax(dim=dim, keepdim=True)).exp()
-    return e / e.sum(dim=dim, keepdim=True)
+    e = _shift(_opmath(z), dim)[0].exp()
+    return (e / e.sum(dim=dim, keepdim=True)).to(z.dtype)
 
 
 def naive_softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -161,15 +185,17 @@ def label_smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, sm
 
 
 def kl_divergence(logits: torch.Tensor, target_probs: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """KL(q || p) = sum_i q_i (log q_i - log p_i), p = softmax(``logits``), rows of (N, V).
+    """KL(q || p) = sum_i q_i (log q_i - log p_i), p = softmax(``logits``), q = ``target_probs``, rows of (N, V).
 
+    The model's logits come first, as in ``F.kl_div(input, target)``: the *reverse* of
+    :func:`mathllm.probability.kl_divergence` ``(p, q)`` = KL(p || q), which takes two distributions.
+    ``target_probs`` must be a distribution (checked by :func:`mathllm.probability.check_distribution`).
     ``reduction="mean"`` averages over the N rows (torch's ``reduction="batchmean"``); 0 log 0 = 0.
     """
     _check_pair(logits, target_probs, reduction, ("logits", "target_probs"))
-    _check_in_unit_interval(target_probs, "target_probs")
+    check_distribution(target_probs, "target_probs")
     q = target_probs
-    log_q = torch.where(q > 0, q.log(), torch.zeros_like(q))
-    return _reduce((q * (log_q - log_softmax(logits, dim=-1))).sum(dim=-1), reduction)
+    return _reduce((torch.special.xlogy(q, q) - q * log_softmax(logits, dim=-1)).sum(dim=-1), reduction)
 
 
 def binary_cross_entropy(probs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -56,3 +56,13 @@ def test_check_positive():
         check_positive(-0.1, "p", allow_zero=True)
     with pytest.raises(TypeError, match="eps must be a number, got str"):
         check_positive("1e-5", "eps")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_check_positive_refuses_non_finite(bad):
+    """NaN compares False with everything, so a bare ``value <= 0`` test lets it through."""
+    with pytest.raises(ValueError, match=rf"delta must be a finite number > 0, got {bad}"):
+        check_positive(bad, "delta")
+    with pytest.raises(ValueError, match=rf"dropout must be a finite number >= 0, got {bad}"):
+        check_positive(bad, "dropout", allow_zero=True)
+    assert check_positive(10 ** 400, "n") == 10 ** 400  # a huge int is finite

@@ -214,3 +214,55 @@ def test_bad_inputs_name_expected_and_received():
         L.mse_loss([1.0], torch.zeros(1))
     with pytest.raises(ValueError, match="var must be > 0"):
         L.gaussian_nll(a, a, 0.0)
+
+
+# ---------------------------------------------------------------------------- huge logits (issue 15)
+# bits of mantissa: a relative tolerance of 2 units in the last place of the dtype, because torch
+# computes half-precision log_softmax in float32 and rounds once, and so do we
+TWO_ULP = {torch.float32: 2 * 2.0 ** -23, torch.float16: 2 * 2.0 ** -10, torch.bfloat16: 2 * 2.0 ** -7}
+
+
+@pytest.mark.parametrize("dtype,big", [(torch.float32, 1e8), (torch.float32, 1e30),
+                                       (torch.float16, 1e4), (torch.bfloat16, 1e4)])
+def test_log_softmax_and_cross_entropy_keep_ln2_at_huge_logits(dtype, big):
+    """Two equal logits give log-probabilities -ln 2 however large they are; z - logsumexp(z) rounds
+    the ln 2 away once ulp(z) > ln 2, so the log-sum must be taken after subtracting the maximum."""
+    z = torch.tensor([[big, big], [big, -big], [-big, -big], [big, big / 2]], dtype=dtype)
+    y = torch.tensor([0, 0, 1, 1])
+    tol = dict(rtol=TWO_ULP[dtype], atol=0.0)
+    torch.testing.assert_close(L.log_softmax(z), F.log_softmax(z, -1), **tol)
+    torch.testing.assert_close(L.cross_entropy(z, y), F.cross_entropy(z, y), **tol)
+    assert L.cross_entropy(z[:1], y[:1]).item() == pytest.approx(math.log(2), rel=TWO_ULP[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_log_softmax_of_a_large_vocabulary_in_half_precision(dtype):
+    """70 000 equal logits: the sum of exp is 70 000 > 65 504, the float16 maximum, so it is taken in float32.
+
+    The reference is float32 rounded once: torch 2.13's own float16 CPU log_softmax returns -inf here.
+    """
+    z = torch.zeros(2, 70_000, dtype=dtype)
+    tol = dict(rtol=TWO_ULP[dtype], atol=0.0)
+    torch.testing.assert_close(L.log_softmax(z), F.log_softmax(z.float(), -1).to(dtype), **tol)
+    torch.testing.assert_close(L.softmax(z), torch.softmax(z.float(), -1).to(dtype), **tol)
+    torch.testing.assert_close(L.logsumexp(z), torch.logsumexp(z.float(), -1).to(dtype), **tol)
+
+
+def test_log_softmax_gradient_at_huge_logits_matches_torch():
+    z = torch.tensor([[1e8, 1e8, 0.0], [3.0, -1e30, 1.0]])
+    assert_matches_torch(lambda a: L.log_softmax(a), lambda a: F.log_softmax(a, -1), z,
+                         tol=dict(rtol=TWO_ULP[torch.float32], atol=1e-7))
+
+
+def test_kl_divergence_rejects_targets_that_are_not_distributions():
+    z = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="target_probs must sum to 1"):
+        L.kl_divergence(z, torch.full((2, 3), 0.1))
+    with pytest.raises(ValueError, match="target_probs holds NaN"):
+        L.kl_divergence(z, torch.tensor([[float("nan"), 0.5, 0.5], [1.0, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("delta", [float("nan"), float("inf"), -float("inf")])
+def test_huber_rejects_non_finite_delta(delta):
+    with pytest.raises(ValueError, match="delta must be a finite number"):
+        L.huber_loss(torch.zeros(3), torch.ones(3), delta=delta)
