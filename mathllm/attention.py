@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_positive, check_tensor
+from .checks import check_positive_int, check_tensor
 from .positional import RoPE
 
 IMPLS = ("manual", "sdpa")
@@ -41,13 +41,31 @@ def _check_mask(mask) -> None:
         raise TypeError(f"mask must be a boolean tensor (True = may attend), got dtype {mask.dtype}")
 
 
+def masked_softmax(att: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax of scores ``att`` (..., T, S) over the keys that ``mask`` allows (True = may attend).
+
+    A query that may attend to no key gets all-zero weights, hence a zero output and zero gradients,
+    as torch's ``F.scaled_dot_product_attention`` gives on the CPU, instead of 0/0 = nan.
+    """
+    if mask is None:
+        return torch.softmax(att, dim=-1)
+    empty = ~mask.any(dim=-1, keepdim=True)  # (..., T, 1): rows with no allowed key
+    att = att.masked_fill(~mask, float("-inf")).masked_fill(empty, 0.0)  # exp(-inf) = 0; empty rows stay finite
+    return torch.softmax(att, dim=-1).masked_fill(empty, 0.0)
+
+
 # ---------------------------------------------------------------------------- one head
 def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
     """(T, S) boolean mask, True on and below the diagonal: query t may attend to keys 0..t.
 
-    With ``S > T`` the queries are the last T of S positions (a KV cache holds the first S - T).
+    With ``S > T`` the queries are the last T of S positions (a KV cache holds the first S - T):
+    the bottom-right alignment of ``torch.nn.attention.bias.causal_lower_right``, not the top-left
+    one of ``is_causal=True``. ``S < T`` is refused: the first T - S queries would see no key.
     """
-    S = T if S is None else S
+    check_positive_int(T, "T")
+    S = T if S is None else check_positive_int(S, "S")
+    if S < T:
+        raise ValueError(f"causal_mask needs S >= T (the queries are the last T of S positions); got T={T}, S={S}")
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 
@@ -71,9 +89,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     if impl == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     att = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T, hs) x (..., hs, S) -> (..., T, S)
-    if mask is not None:
-        att = att.masked_fill(~mask, float("-inf"))  # exp(-inf) = 0: masked keys get no weight
-    att = torch.softmax(att, dim=-1)
+    att = masked_softmax(att, mask)  # masked keys get weight exp(-inf) = 0
     return att @ v  # (..., T, S) x (..., S, hv) -> (..., T, hv)
 
 
@@ -93,9 +109,7 @@ def attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: 
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
     att = q @ k.transpose(-2, -1) * scale  # (..., T, hs) x (..., hs, S) -> (..., T, S)
-    if mask is not None:
-        att = att.masked_fill(~mask, float("-inf"))
-    p = torch.softmax(att, dim=-1)  # (..., T, S)
+    p = masked_softmax(att, mask)  # (..., T, S)
     dv = p.transpose(-2, -1) @ dout  # (..., S, T) x (..., T, hv) -> (..., S, hv)
     dp = dout @ v.transpose(-2, -1)  # (..., T, hv) x (..., hv, S) -> (..., T, S)
     da = p * (dp - (dp * p).sum(-1, keepdim=True))  # (..., T, S): (diag(p) - p p^T) dp, per row
@@ -154,8 +168,8 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, *, causal: bool = False, dropout: float = 0.0,
                  bias: bool = True, impl: str = "sdpa", rope: RoPE | None = None):
         super().__init__()
-        check_positive(n_embd, "n_embd")
-        check_positive(n_head, "n_head")
+        check_positive_int(n_embd, "n_embd")
+        check_positive_int(n_head, "n_head")
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
         if not 0.0 <= dropout < 1.0:
@@ -218,9 +232,7 @@ class MultiHeadAttention(nn.Module):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hs)
             else:
                 att = q @ k.transpose(-2, -1) / math.sqrt(k.shape[-1])  # (B, nh, T, hs) x (B, nh, hs, S) -> (B, nh, T, S)
-                if mask is not None:
-                    att = att.masked_fill(~mask, float("-inf"))
-                att = self.attn_dropout(torch.softmax(att, dim=-1))
+                att = self.attn_dropout(masked_softmax(att, mask))
                 y = att @ v  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, C)
         return self.resid_dropout(self.proj(y))  # (B, T, C) x (C, C) -> (B, T, C)

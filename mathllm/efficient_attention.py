@@ -33,34 +33,35 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .checks import check_positive
+from .attention import masked_softmax
+from .checks import check_positive_int
 
 
 # ---------------------------------------------------------------------------- sparse patterns
 def sliding_window_mask(T: int, window: int) -> torch.Tensor:
     """(T, T) bool: query t may attend to keys t - window + 1 .. t (causal, ``window`` keys)."""
-    check_positive(window, "window")
+    check_positive_int(window, "window")
     d = torch.arange(T)[:, None] - torch.arange(T)[None, :]  # (T, T): t - j
     return (d >= 0) & (d < window)
 
 
 def strided_mask(T: int, stride: int) -> torch.Tensor:
     """(T, T) bool: the causal strided pattern, keys within ``stride`` of t or a multiple of ``stride`` back."""
-    check_positive(stride, "stride")
+    check_positive_int(stride, "stride")
     d = torch.arange(T)[:, None] - torch.arange(T)[None, :]  # (T, T): t - j
     return (d >= 0) & ((d < stride) | (d % stride == 0))
 
 
 def sliding_window_index(T: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (T, window) of the keys of each query in :func:`sliding_window_mask`, and which are valid."""
-    check_positive(window, "window")
+    check_positive_int(window, "window")
     idx = torch.arange(T)[:, None] - torch.arange(window)[None, :]  # (T, window): t, t-1, ..., t-window+1
     return idx.clamp(min=0), idx >= 0
 
 
 def strided_index(T: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (T, K) and validity of the keys of :func:`strided_mask`; K = stride + ceil(T / stride) - 1."""
-    check_positive(stride, "stride")
+    check_positive_int(stride, "stride")
     back = torch.cat([torch.arange(stride), stride * torch.arange(1, math.ceil(T / stride))])  # (K,): offsets t - j
     idx = torch.arange(T)[:, None] - back[None, :]  # (T, K)
     return idx.clamp(min=0), idx >= 0
@@ -77,15 +78,14 @@ def sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         raise ValueError(f"index and valid must both have shape (T={q.shape[-2]}, K), got {tuple(index.shape)} and {tuple(valid.shape)}")
     kk, vv = k[..., index, :], v[..., index, :]  # (..., S, hs)[index] -> (..., T, K, hs), (..., T, K, hv)
     att = (q.unsqueeze(-2) @ kk.transpose(-2, -1)).squeeze(-2)  # (..., T, 1, hs) x (..., T, hs, K) -> (..., T, K)
-    att = (att / math.sqrt(q.shape[-1])).masked_fill(~valid, float("-inf"))
-    att = torch.softmax(att, dim=-1)
+    att = masked_softmax(att / math.sqrt(q.shape[-1]), valid)  # a query with no valid key gets weight 0
     return (att.unsqueeze(-2) @ vv).squeeze(-2)  # (..., T, 1, K) x (..., T, K, hv) -> (..., T, hv)
 
 
 # ---------------------------------------------------------------------------- low rank
 def linformer_projection(r: int, S: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """(r, S) random projection with N(0, 1/r) entries (Johnson-Lindenstrauss); Linformer learns it."""
-    check_positive(r, "r")
+    check_positive_int(r, "r")
     return torch.randn(r, S, generator=generator) / math.sqrt(r)
 
 
@@ -104,7 +104,7 @@ def linformer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 # ---------------------------------------------------------------------------- random features
 def orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """(m, d) rows omega_i, each marginally N(0, I_d), orthogonal within blocks of d rows (Performer's ORF)."""
-    check_positive(m, "m")
+    check_positive_int(m, "m")
     n = math.ceil(m / d)  # blocks of d orthogonal rows
     Q, _ = torch.linalg.qr(torch.randn(n, d, d, generator=generator, dtype=torch.float64))  # (n, d, d) orthonormal columns
     norms = torch.randn(n, d, d, generator=generator, dtype=torch.float64).norm(dim=-1)  # (n, d) chi(d) lengths
@@ -153,7 +153,7 @@ def online_softmax(x: torch.Tensor, block_size: int) -> torch.Tensor:
 
     After each block: ``m' = max(m, max(block))``, ``l' = l exp(m - m') + sum(exp(block - m'))``.
     """
-    check_positive(block_size, "block_size")
+    check_positive_int(block_size, "block_size")
     m = torch.full(x.shape[:-1] + (1,), float("-inf"), dtype=x.dtype, device=x.device)  # (..., 1)
     l = torch.zeros_like(m)
     for j in range(0, x.shape[-1], block_size):
@@ -169,10 +169,14 @@ def blockwise_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block
     """Exact attention, computed over (block_size x block_size) tiles with an online softmax.
 
     q (..., T, hs), k (..., S, hs), v (..., S, hv) -> (..., T, hv). ``causal``: the queries are the
-    last T of S positions. Never stores more than one (..., block, block) tile of scores.
+    last T of S positions, so ``causal`` needs S >= T. Never stores more than one (..., block, block)
+    tile of scores.
     """
-    check_positive(block_size, "block_size")
+    check_positive_int(block_size, "block_size")
     T, S = q.shape[-2], k.shape[-2]
+    if causal and S < T:
+        raise ValueError(f"causal blockwise attention needs S >= T (the queries are the last T of S positions); "
+                         f"got T={T}, S={S}")
     scale = 1.0 / math.sqrt(q.shape[-1])
     out = torch.empty(*q.shape[:-1], v.shape[-1], dtype=v.dtype, device=v.device)  # (..., T, hv)
     for i in range(0, T, block_size):

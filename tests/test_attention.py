@@ -292,3 +292,64 @@ def test_scaling_keeps_score_variance_one():
         s = (q * k).sum(-1)
         assert abs(s.var().item() / hs - 1) < 0.05
         assert abs((s / math.sqrt(hs)).var().item() - 1) < 0.05
+
+
+# ---------------------------------------------------------------------------- fully masked rows (issue 15)
+def _mask_with_empty_rows(T, S):
+    """Random (T, S) mask whose rows 1 and T - 1 may attend to nothing."""
+    mask = torch.rand(T, S, generator=torch.Generator().manual_seed(3)) < 0.6
+    mask[0, 0] = True
+    mask[1] = False
+    mask[-1] = False
+    return mask
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_fully_masked_rows_match_torch_sdpa(impl):
+    """A query that may attend to no key: torch 2.13's CPU SDPA returns 0 and a zero gradient; so do we."""
+    q, k, v = qkv(2, 5, 4, S=6, hv=3, seed=2)
+    mask = _mask_with_empty_rows(5, 6)
+    outs, grads = [], []
+    for which in (impl, "torch"):
+        a, b, c = (t.clone().requires_grad_() for t in (q, k, v))
+        y = (F.scaled_dot_product_attention(a, b, c, attn_mask=mask) if which == "torch"
+             else scaled_dot_product_attention(a, b, c, mask=mask, impl=which))
+        y.backward(torch.cos(torch.arange(y.numel(), **D)).view_as(y))
+        outs.append(y)
+        grads.append((a.grad, b.grad, c.grad))
+    assert torch.isfinite(outs[0]).all() and (outs[0][:, [1, 4]] == 0).all()
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)  # float64: rounding only
+    for g, gr in zip(*grads):
+        torch.testing.assert_close(g, gr, rtol=1e-10, atol=1e-12)
+
+
+def test_attention_backward_on_fully_masked_rows_matches_autograd():
+    q, k, v = qkv(5, 4, S=6, seed=4)
+    mask = _mask_with_empty_rows(5, 6)
+    a, b, c = (t.clone().requires_grad_() for t in (q, k, v))
+    dout = torch.randn(5, 4, generator=torch.Generator().manual_seed(5), **D)
+    F.scaled_dot_product_attention(a, b, c, attn_mask=mask).backward(dout)
+    for ours, ref in zip(attention_backward(q, k, v, dout, mask), (a.grad, b.grad, c.grad)):
+        assert torch.isfinite(ours).all()
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_mha_manual_and_sdpa_agree_on_fully_masked_rows(impl):
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(8, 2, impl=impl).double()
+    ref = MultiHeadAttention(8, 2, impl="sdpa").double()
+    ref.load_state_dict(mha.state_dict())
+    x = torch.randn(2, 5, 8, **D)
+    mask = _mask_with_empty_rows(5, 5)
+    y = mha(x, mask=mask)
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y, ref(x, mask=mask), rtol=1e-12, atol=1e-12)
+
+
+def test_causal_mask_with_fewer_keys_than_queries_is_refused():
+    """The queries are the last T of S positions, so S < T would leave the first T - S with no key."""
+    with pytest.raises(ValueError, match=r"causal_mask needs S >= T .* got T=5, S=3"):
+        causal_mask(5, 3)
+    with pytest.raises(ValueError, match="T must be a positive int"):
+        causal_mask(0)

@@ -160,9 +160,40 @@ def test_peak_memory_counts_live_tensors():
 
 def test_efficient_bad_input():
     q, k, v = qkv(T=4)
-    with pytest.raises(ValueError, match="block_size must be > 0"):
+    with pytest.raises(ValueError, match="block_size must be a positive int, got 0"):
         blockwise_attention(q, k, v, 0)
-    with pytest.raises(ValueError, match="window must be > 0"):
+    with pytest.raises(ValueError, match="window must be a positive int, got 0"):
         sliding_window_index(4, 0)
     with pytest.raises(ValueError, match=r"shape \(T=4, K\)"):
         sparse_attention(q, k, v, torch.zeros(3, 2, dtype=torch.long), torch.ones(3, 2, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------------------- hostile shapes (issue 15)
+def test_blockwise_causal_with_more_queries_than_keys_is_refused():
+    """The queries are the last T of S positions: with T > S the first T - S would see no key (nan before)."""
+    q, k, v = qkv(T=6, S=4)
+    with pytest.raises(ValueError, match=r"causal blockwise attention needs S >= T .* got T=6, S=4"):
+        blockwise_attention(q, k, v, 2, causal=True)
+    assert torch.isfinite(blockwise_attention(q, k, v, 2, causal=False)).all()
+
+
+def test_sparse_attention_query_with_no_valid_key_gives_zero_like_torch():
+    q, k, v = qkv(T=5, hv=3)
+    idx, valid = sliding_window_index(5, 2)
+    valid = valid.clone()
+    valid[2] = False  # query 2 may attend to nothing
+    dense = torch.zeros(5, 5, dtype=torch.bool)
+    dense.scatter_(1, idx, valid)  # the same pattern as a (T, S) mask; idx clamps invalid slots to key 0
+    dense[0, 0] = True
+    y = sparse_attention(q, k, v, idx, valid)
+    assert (y[2] == 0).all()
+    torch.testing.assert_close(y, torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=dense),
+                               rtol=1e-12, atol=1e-12)  # float64: rounding only
+
+
+@pytest.mark.parametrize("bad", [2.5, 0, -1, float("nan")])
+def test_counts_must_be_positive_ints(bad):
+    with pytest.raises(ValueError, match=rf"window must be a positive int, got {bad!r}"):
+        sliding_window_mask(4, bad)
+    with pytest.raises(ValueError, match=rf"block_size must be a positive int, got {bad!r}"):
+        blockwise_attention(*qkv(T=4), bad)
