@@ -46,6 +46,11 @@ def _check_choice(value, choices: tuple[str, ...], name: str) -> str:
     return value
 
 
+def _opmath(x: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 -> float32 for the statistics, as torch does: in float16 x^2 overflows once |x| > 255."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _check_last_dim(x: torch.Tensor, C: int, name: str = "x") -> None:
     check_tensor(x, name)
     if x.dim() == 0 or x.shape[-1] != C:
@@ -58,16 +63,18 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.
     """LayerNorm over the last dimension: ``x`` (..., C), ``weight`` and ``bias`` (C,) or None -> (..., C).
 
     The variance is the biased one (divide by C), as in ``torch.nn.functional.layer_norm``.
+    Half-precision input is normalised in float32 and the result rounded back once.
     """
     check_positive(eps, "eps")
-    mu = x.mean(dim=-1, keepdim=True)  # (..., 1)
-    var = (x - mu).pow(2).mean(dim=-1, keepdim=True)  # (..., 1): biased, 1/C
-    xhat = (x - mu) * torch.rsqrt(var + eps)  # (..., C): zero mean, unit variance per position
+    xf = _opmath(x)
+    mu = xf.mean(dim=-1, keepdim=True)  # (..., 1)
+    var = (xf - mu).pow(2).mean(dim=-1, keepdim=True)  # (..., 1): biased, 1/C
+    xhat = (xf - mu) * torch.rsqrt(var + eps)  # (..., C): zero mean, unit variance per position
     if weight is not None:
         xhat = xhat * weight
     if bias is not None:
         xhat = xhat + bias
-    return xhat
+    return xhat.to(x.dtype)
 
 
 def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None = None,
@@ -87,6 +94,7 @@ def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor 
     """
     if dy.shape != x.shape:
         raise ValueError(f"dy and x must have the same shape, got dy {tuple(dy.shape)} and x {tuple(x.shape)}")
+    dtype, x, dy = x.dtype, _opmath(x), _opmath(dy)  # half precision: computed in float32, as the forward
     mu = x.mean(dim=-1, keepdim=True)
     rstd = torch.rsqrt((x - mu).pow(2).mean(dim=-1, keepdim=True) + eps)  # (..., 1) = 1 / sigma
     xhat = (x - mu) * rstd  # (..., C)
@@ -95,14 +103,15 @@ def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor 
     dweight = (dy * xhat).reshape(-1, C).sum(0)  # (C,)
     g = dy if weight is None else dy * weight  # (..., C): gradient with respect to xhat
     dx = rstd * (g - g.mean(dim=-1, keepdim=True) - xhat * (g * xhat).mean(dim=-1, keepdim=True))
-    return dx, dweight, dbias
+    return dx.to(dtype), dweight.to(dtype), dbias.to(dtype)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
     """RMSNorm over the last dimension: ``x / sqrt(mean(x^2) + eps) * weight``; (..., C) -> (..., C)."""
     check_positive(eps, "eps")
-    y = x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)  # (..., C) / (..., 1)
-    return y if weight is None else y * weight
+    xf = _opmath(x)  # half precision: the mean square in float32, as torch
+    y = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)  # (..., C) / (..., 1)
+    return (y if weight is None else y * weight).to(x.dtype)
 
 
 # ---------------------------------------------------------------------------- modules

@@ -199,3 +199,26 @@ def test_block_context_errors():
         _block_pair(True)(torch.zeros(1, 3, 16, dtype=torch.float64), context=torch.zeros(1, 2, 16, dtype=torch.float64))
     with pytest.raises(ValueError, match="n_embd=16 must be divisible by n_head=3"):
         Block(16, 3)
+
+
+# ---------------------------------------------------------------------------- half precision (issue 15)
+# one float16 ulp is 2^-10 relative (bfloat16: 2^-7); torch computes the statistics in float32 and
+# rounds the output once, so the two results differ by at most one rounding: allow two ulps
+HALF_TOL = {torch.float16: dict(rtol=2 * 2.0 ** -10, atol=2 * 2.0 ** -10),
+            torch.bfloat16: dict(rtol=2 * 2.0 ** -7, atol=2 * 2.0 ** -7)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("std", [1.0, 300.0])
+def test_norms_in_half_precision_match_torch(dtype, std):
+    """Activations of std 300: x^2 = 9e4 overflows float16 (max 65504), so the statistics are taken in float32."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, 3, 64, generator=g) * std + 0.5 * std).to(dtype)
+    w = (1 + 0.1 * torch.randn(64, generator=g)).to(dtype)
+    b = (0.1 * torch.randn(64, generator=g)).to(dtype)
+    y = layer_norm(x, w, b)
+    assert y.dtype == dtype and y.abs().amax() > 0.5
+    torch.testing.assert_close(y, F.layer_norm(x, (64,), w, b, 1e-5), **HALF_TOL[dtype])
+    y = rms_norm(x, w)
+    assert y.dtype == dtype and y.abs().amax() > 0.5
+    torch.testing.assert_close(y, F.rms_norm(x, (64,), w, 1e-6), **HALF_TOL[dtype])
