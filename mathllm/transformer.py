@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import KVCache
-from .checks import check_ids, check_positive_int, check_shape
+from .checks import check_ids, check_positive_int, check_shape, check_tensor
 from .generate import generate
 from .layers import MLPS, NORMS, Block, make_norm, mlp_hidden
 from .positional import RoPE, sinusoidal_encoding
@@ -178,6 +178,9 @@ def xavier_init_(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+IGNORE_INDEX = -100  # a target left out of the loss (F.cross_entropy's default ignore_index)
+
+
 # ---------------------------------------------------------------------------- the model
 class GPT(nn.Module):
     """Decoder-only transformer language model.
@@ -229,6 +232,8 @@ class GPT(nn.Module):
     # ------------------------------------------------------------------ forward
     def _check_idx(self, idx: torch.Tensor, offset: int = 0) -> tuple[int, int]:
         B, T = check_shape(idx, "B T", name="idx")
+        if B == 0 or T == 0:
+            raise ValueError(f"idx must hold at least one token, got shape {tuple(idx.shape)}")
         if offset + T > self.config.block_size:
             raise ValueError(f"cannot forward positions {offset}..{offset + T - 1}: the sequence of length "
                              f"{offset + T} is longer than block_size={self.config.block_size}")
@@ -237,6 +242,23 @@ class GPT(nn.Module):
         if not idx.is_cuda and not torch.compiler.is_compiling():
             check_ids(idx, self.config.vocab_size, name="idx")
         return B, T
+
+    def _check_targets(self, targets: torch.Tensor, B: int, T: int) -> None:
+        """targets: (B, T) integer ids in [0, V), or IGNORE_INDEX for a position left out of the loss."""
+        check_tensor(targets, "targets")
+        if targets.dtype not in (torch.int64, torch.int32, torch.int16):
+            raise TypeError(f"targets must be an integer tensor of token ids, got dtype {str(targets.dtype).replace('torch.', '')}")
+        if tuple(targets.shape) != (B, T):
+            raise ValueError(f"targets must have the shape of idx (B, T) = ({B}, {T}), got {tuple(targets.shape)}")
+        if targets.is_cuda or torch.compiler.is_compiling():  # no sync, no graph break: as in _check_idx
+            return
+        kept = targets[targets != IGNORE_INDEX]
+        if kept.numel() == 0:  # the mean over no tokens is 0/0: F.cross_entropy would return nan
+            raise ValueError(f"targets hold no token to predict: every entry is ignore_index={IGNORE_INDEX}")
+        lo, hi = int(kept.min()), int(kept.max())
+        if lo < 0 or hi >= self.config.vocab_size:
+            raise ValueError(f"targets holds token id {lo if lo < 0 else hi}, outside the vocabulary "
+                             f"[0, {self.config.vocab_size}) and not ignore_index={IGNORE_INDEX}")
 
     def _embed(self, idx: torch.Tensor, offset: int = 0) -> torch.Tensor:
         T = idx.shape[1]
@@ -250,16 +272,21 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """``idx`` (B, T) int64 token ids, ``targets`` (B, T) or None -> ``(logits (B, T, V), loss)``.
 
-        ``loss`` is the mean cross-entropy of the next-token predictions in nats, or None.
+        ``loss`` is the mean cross-entropy of the next-token predictions in nats, or None. A target
+        equal to ``IGNORE_INDEX`` (-100, torch's default) is left out of the mean; targets with no
+        other entry raise ValueError (on a GPU or under torch.compile, unchecked, the loss is nan).
         """
-        self._check_idx(idx)
+        B, T = self._check_idx(idx)
+        if targets is not None:
+            self._check_targets(targets, B, T)
         x = self._embed(idx)  # (B, T, C)
         for block in self.blocks:
             x = block(x)  # (B, T, C) -> (B, T, C)
         logits = self.lm_head(self.norm_f(x))  # (B, T, C) x (C, V) -> (B, T, V)
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))  # (B*T, V), (B*T,)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1).long(),
+                               ignore_index=IGNORE_INDEX)  # (B*T, V), (B*T,)
         return logits, loss
 
     # ------------------------------------------------------------------ generation

@@ -223,3 +223,36 @@ def test_a_tiny_gpt_overfits_one_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+# ---------------------------------------------------------------------------- targets (issue 15)
+@pytest.mark.parametrize("targets,error,match", [
+    (torch.zeros(4, 4, dtype=torch.long), ValueError, r"targets must have the shape of idx \(B, T\) = \(2, 8\), got \(4, 4\)"),
+    (torch.zeros(16, dtype=torch.long), ValueError, r"targets must have the shape of idx \(B, T\) = \(2, 8\), got \(16,\)"),
+    (torch.zeros(2, 8), TypeError, "targets must be an integer tensor of token ids, got dtype float32"),
+    (torch.full((2, 8), 65), ValueError, r"targets holds token id 65, outside the vocabulary \[0, 65\) and not ignore_index=-100"),
+    (torch.full((2, 8), -3), ValueError, r"targets holds token id -3, outside the vocabulary"),
+    (torch.full((2, 8), -100), ValueError, "targets hold no token to predict: every entry is ignore_index=-100"),
+    ([[0] * 8] * 2, TypeError, "targets must be a torch.Tensor, got list"),
+])
+def test_forward_checks_targets(targets, error, match):
+    m = GPT(_tiny())
+    with pytest.raises(error, match=match):
+        m(torch.zeros(2, 8, dtype=torch.long), targets)
+
+
+def test_forward_ignores_ignore_index_targets_as_torch_does():
+    torch.manual_seed(0)
+    m = GPT(_tiny())
+    idx = torch.randint(0, 65, (2, 8))
+    tgt = torch.randint(0, 65, (2, 8))
+    tgt[0, :5] = -100
+    logits, loss = m(idx, tgt)
+    torch.testing.assert_close(loss, F.cross_entropy(logits.reshape(-1, 65), tgt.reshape(-1)))
+    assert torch.isfinite(m(idx, tgt.int())[1])  # int32 ids are ids too
+
+
+@pytest.mark.parametrize("shape", [(2, 0), (0, 8)])
+def test_forward_refuses_an_empty_batch(shape):
+    with pytest.raises(ValueError, match=rf"idx must hold at least one token, got shape \({shape[0]}, {shape[1]}\)"):
+        GPT(_tiny())(torch.zeros(shape, dtype=torch.long))
