@@ -6,7 +6,7 @@ BIN   := $(VENV)/bin
 # The team's machines take the local CPU wheel with TORCH=torch==2.13.0 (see CONTRIBUTING.md).
 TORCH ?= torch>=2.4
 
-.PHONY: install test book clean
+.PHONY: install test book clean mutants
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ book: install
 	rm -rf _build
 	OMP_NUM_THREADS=1 $(BIN)/python tools/prefill_cache.py notebooks/*.ipynb
 	$(BIN)/jupyter-book build . -W -n --keep-going
+
+# Mutation testing: every bug of tools/mutants_catalogue.py applied to a copy of the tree, then its
+# chapter (nbval) and its unit tests run on the copy; prints what each catches. Hours on two cores:
+# pass MUTANTS_ARGS="--chapter 06" (or --tests-only, --jobs 2) to run a part.
+mutants: install
+	OMP_NUM_THREADS=1 $(BIN)/python tools/mutants.py $(MUTANTS_ARGS)
 
 clean:
 	rm -rf _build
