@@ -55,6 +55,19 @@ def _check_rank(k, limit: int, name: str = "k") -> int:
     return k
 
 
+def _check_spectrum(S: torch.Tensor, name: str = "S") -> None:
+    """Singular values: floating, finite, >= 0 and in descending order (as torch.linalg.svd returns them)."""
+    if not S.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {str(S.dtype).replace('torch.', '')}")
+    if not torch.isfinite(S).all():
+        raise ValueError(f"{name} must be finite, got a NaN or infinite singular value")
+    if S.numel() and float(S.min()) < 0:
+        raise ValueError(f"{name} must hold singular values >= 0, got a value {float(S.min()):g}")
+    if (S[1:] > S[:-1]).any():
+        raise ValueError(f"{name} must hold singular values in descending order (as torch.linalg.svd returns them); "
+                         f"got S[i] < S[i + 1] at i = {int((S[1:] > S[:-1]).nonzero()[0])}")
+
+
 # ---------------------------------------------------------------------------- eigenvalues
 @dataclass(frozen=True)
 class PowerIterationResult:
@@ -64,6 +77,7 @@ class PowerIterationResult:
     vector: torch.Tensor         # (n,) unit eigenvector estimate
     iterations: int              # matrix-vector products used
     history: tuple[float, ...]   # the Rayleigh quotient after each iteration
+    converged: bool              # False: the residual never fell below tol (e.g. |lambda_1| = |lambda_2|)
 
 
 def power_iteration(A: torch.Tensor, *, iters: int = 1000, tol: float = 1e-12,
@@ -75,6 +89,9 @@ def power_iteration(A: torch.Tensor, *, iters: int = 1000, tol: float = 1e-12,
     to ``q_1`` (up to sign) at rate ``|lambda_2 / lambda_1|`` per step and the Rayleigh quotient at
     the squared rate, provided ``|lambda_1| > |lambda_2|`` and ``c_1 != 0`` (true with probability 1
     for a random start). Stops when the residual ``||A v - lambda v||`` falls below ``tol * ||A||_F``.
+    When it does not within ``iters`` (two eigenvalues of equal magnitude and opposite sign, such as
+    diag(1, -1), never converge; a small gap converges slowly), ``converged`` is False and ``value``
+    is only the last Rayleigh quotient: check the flag before trusting it.
 
     Args:
         A: (n, n) symmetric floating tensor.
@@ -83,7 +100,8 @@ def power_iteration(A: torch.Tensor, *, iters: int = 1000, tol: float = 1e-12,
         generator: seeds the random start vector.
 
     Returns:
-        :class:`PowerIterationResult` with the eigenvalue of largest magnitude (with its sign).
+        :class:`PowerIterationResult` with the eigenvalue of largest magnitude (with its sign) and
+        the ``converged`` flag.
 
     Book: :doc:`/notebooks/02_linear_algebra`, section "Eigenvalues and power iteration".
     """
@@ -93,15 +111,20 @@ def power_iteration(A: torch.Tensor, *, iters: int = 1000, tol: float = 1e-12,
     v = v / v.norm()
     scale = float(A.norm())
     history = []
+    converged = False
     for t in range(1, iters + 1):
         w = A @ v                      # (n, n) x (n,) -> (n,)
+        if float(w.norm()) == 0.0:     # v lies in the null space: an eigenvector of eigenvalue 0
+            history.append(0.0)
+            return PowerIterationResult(value=0.0, vector=v, iterations=t, history=tuple(history), converged=True)
         v = w / w.norm()
         Av = A @ v
         lam = float(v @ Av)            # Rayleigh quotient
         history.append(lam)
         if float((Av - lam * v).norm()) <= tol * scale:
+            converged = True
             break
-    return PowerIterationResult(value=lam, vector=v, iterations=t, history=tuple(history))
+    return PowerIterationResult(value=lam, vector=v, iterations=t, history=tuple(history), converged=converged)
 
 
 # ---------------------------------------------------------------------------- SVD
@@ -195,6 +218,7 @@ def eckart_young_error(S: torch.Tensor, k: int, norm: str = "fro") -> float:
     Book: :doc:`/notebooks/02_linear_algebra`, section "Eckart-Young: the best low-rank approximation".
     """
     check_shape(S, "r", name="S")
+    _check_spectrum(S)
     _check_rank(k, S.shape[0])
     if norm not in ("fro", "spectral"):
         raise ValueError(f"norm must be 'fro' or 'spectral', got {norm!r}")

@@ -181,3 +181,29 @@ def test_pca_bad_inputs():
     p = pca(torch.randn(10, 3, generator=_gen(0), **F64), 2)
     with pytest.raises(ValueError, match=r"X must have shape \(N, C\) with C=3"):
         p.transform(torch.zeros(4, 5, **F64))
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+def test_power_iteration_reports_no_convergence_when_two_eigenvalues_tie_in_magnitude():
+    """diag(1, -1): the iterate swings between the two eigenvectors and the Rayleigh quotient never settles."""
+    A = torch.diag(torch.tensor([1.0, -1.0], dtype=torch.float64))
+    res = power_iteration(A, iters=200, generator=_gen(0))
+    assert not res.converged and res.iterations == 200
+    ok = power_iteration(torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64)), generator=_gen(0))
+    assert ok.converged and abs(ok.value - 3.0) < 1e-10
+
+
+def test_power_iteration_of_the_zero_matrix_is_eigenvalue_zero():
+    res = power_iteration(torch.zeros(3, 3, dtype=torch.float64), generator=_gen(0))
+    assert res.value == 0.0 and res.converged and torch.isfinite(res.vector).all()
+
+
+@pytest.mark.parametrize("S,match", [
+    (torch.tensor([1.0, 3.0, 2.0]), "S must hold singular values in descending order"),
+    (torch.tensor([3.0, -1.0]), "S must hold singular values >= 0"),
+    (torch.tensor([3.0, float("nan")]), "S must be finite"),
+    (torch.tensor([3, 2]), "S must be a floating-point tensor"),
+])
+def test_eckart_young_error_refuses_what_is_not_a_spectrum(S, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        eckart_young_error(S, 1)
