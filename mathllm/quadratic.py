@@ -147,9 +147,18 @@ def conjugate_gradient(A: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None
 
     Returns:
         ``(x, path)``: the solution (n,) and the iterates (k + 1, n), x0 first.
+
+    Raises:
+        ValueError: when a search direction has ``d^T A d <= 0``: A is not positive definite, the
+        quadratic has no minimum along d, and the step rr / (d^T A d) would be meaningless.
     """
     (n, _) = check_shape(A, "n n", name="A")
     check_shape(b, "n", name="b", n=n)
+    for name, t in (("A", A), ("b", b)):
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {str(t.dtype).replace('torch.', '')}")
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} must be finite, got NaN or infinite entries")
     x = torch.zeros_like(b) if x0 is None else check_tensor(x0, "x0").clone()
     max_iter = n if max_iter is None else max_iter
     r = b - A @ x                       # residual = -gradient
@@ -160,7 +169,11 @@ def conjugate_gradient(A: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None
         if rr.sqrt() <= tol:
             break
         Ad = A @ d
-        alpha = rr / (d @ Ad)           # exact line search along d
+        dAd = d @ Ad                    # the curvature of the quadratic along d
+        if dAd <= 0:
+            raise ValueError(f"A must be positive definite: d^T A d = {float(dAd):.3g} <= 0 along a search "
+                             "direction, so the quadratic has no minimum there")
+        alpha = rr / dAd                # exact line search along d
         x = x + alpha * d
         r = r - alpha * Ad
         rr_new = r @ r

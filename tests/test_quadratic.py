@@ -144,3 +144,11 @@ def test_bad_inputs_name_expected_and_received():
     with pytest.raises(ValueError, match="kappa must be >= 1, got 0.5"):
         Quadratic.random(3, 0.5)
     assert math.isfinite(momentum_rate(0.1, 0.5, [1.0, 2.0]))
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+def test_conjugate_gradient_refuses_an_indefinite_matrix():
+    """d^T A d <= 0 makes the exact line search step meaningless (nan before): A = diag(1, -1)."""
+    A = torch.diag(torch.tensor([1.0, -1.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="A must be positive definite: d\\^T A d = .* <= 0"):
+        conjugate_gradient(A, torch.tensor([1.0, 1.0], dtype=torch.float64))
