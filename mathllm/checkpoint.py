@@ -7,11 +7,15 @@ position, the step and the configuration. Nothing is pickled but plain container
 strings and tensors, so it loads with ``torch.load(..., weights_only=True)``, which executes no
 code from the file.
 
-Writing is atomic: the state goes to a temporary file in the same folder, is flushed and
-``fsync``-ed, and only then renamed over the final name with ``os.replace`` (atomic on POSIX and
-Windows), and the folder is synced. A process killed at any moment leaves either the old set of
-checkpoints or the new one, never a half-written file under a checkpoint's name. Older
-checkpoints are deleted only after the new one is in place.
+Writing is atomic: the state goes to a temporary file in the same folder
+(``ckpt_00001234.pt.<12 hex digits>.tmp``), is flushed and ``fsync``-ed, and only then renamed over
+the final name with ``os.replace`` (atomic on POSIX and Windows), and the folder is synced. A
+process killed at any moment leaves either the old set of checkpoints or the new one, never a
+half-written file under a checkpoint's name; the temporary file it may leave behind is removed by
+the next save (:func:`remove_stale_temp_files`, which touches only names of that pattern). Older
+checkpoints are deleted only after the new one is in place. Files get the usual mode of a new file
+(``0o666`` less the umask: 0644 under umask 022). A full disk is an ``OSError`` with ``errno.ENOSPC``
+naming the checkpoint, whatever layer of ``torch.save`` met it.
 
 Reading is verified: a SHA-256 digest of every tensor's bytes and of the other entries is stored
 in the file and recomputed on load, because the zip container catches truncation but not a
@@ -26,18 +30,22 @@ Book: :doc:`/notebooks/12_training`
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pathlib
 import random
 import re
-import tempfile
+import secrets
 
 import numpy as np
 import torch
 
 FORMAT = "mathllm-checkpoint-1"
 PATTERN = re.compile(r"^ckpt_(\d{8})\.pt$")
+BEST_NAME = "ckpt_best.pt"  # the checkpoint of the lowest validation loss so far; not in list_checkpoints
+# a temporary file of ours: <final name>.<random tag>.tmp (12 hex digits; older versions used mkstemp's 8 characters)
+TEMP_PATTERN = re.compile(r"^(?P<final>[\w.-]+)\.(?P<tag>[0-9a-f]{12}|[a-z0-9_]{8})\.tmp$")
 
 
 class CheckpointError(ValueError):
@@ -140,36 +148,103 @@ def _fsync_dir(directory: pathlib.Path) -> None:
         os.close(fd)
 
 
+def temp_path(final: str | os.PathLike) -> pathlib.Path:
+    """A fresh temporary name beside ``final``: ``<final name>.<12 hex digits>.tmp``."""
+    final = pathlib.Path(final)
+    return final.with_name(f"{final.name}.{secrets.token_hex(6)}.tmp")
+
+
+def _is_ours(name: str, finals: tuple[str, ...]) -> bool:
+    m = TEMP_PATTERN.match(name)
+    return bool(m) and (PATTERN.match(m["final"]) is not None or m["final"] == BEST_NAME or m["final"] in finals)
+
+
+def remove_stale_temp_files(directory: str | os.PathLike, finals: tuple[str, ...] = ()) -> list[pathlib.Path]:
+    """Delete the temporary files that killed saves left in ``directory``; return their paths.
+
+    Only names of our pattern are touched: ``ckpt_<8 digits>.pt.<tag>.tmp``, ``ckpt_best.pt.<tag>.tmp``
+    and ``<f>.<tag>.tmp`` for each name ``f`` in ``finals`` (e.g. ``"metrics.jsonl"``). Call it while
+    no other process saves into ``directory``: one process per run folder writes (rank 0).
+    """
+    d = pathlib.Path(directory)
+    if not d.is_dir():
+        return []
+    stale = [p for p in d.iterdir() if _is_ours(p.name, tuple(finals)) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+    """The first ``OSError`` with an errno in the chain of ``e`` (torch wraps a failed write in a RuntimeError)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def write_atomic(path: str | os.PathLike, write, *, _before_rename=None) -> pathlib.Path:
+    """Create ``path`` atomically: ``write(f)`` fills a temporary file beside it, which is synced and renamed.
+
+    The file gets mode ``0o666`` less the umask. An ``OSError`` (a full disk, a read-only folder),
+    also one that ``write`` met inside a library that wrapped it in another exception, is raised
+    again as an ``OSError`` with the same errno whose message names ``path``; the temporary
+    file is removed.
+    """
+    path = pathlib.Path(path)
+    tmp = temp_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if _before_rename is not None:
+            _before_rename(tmp)
+        os.replace(tmp, path)  # the atomic step: the name now points at a complete file
+        _fsync_dir(path.parent)
+    except Exception as e:
+        cause = _os_error_in(e)
+        if cause is None:
+            raise
+        raise OSError(cause.errno, f"cannot write {path}: {os.strerror(cause.errno)}") from e
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def write_checkpoint(state: dict, path: str | os.PathLike, *, _before_rename=None) -> pathlib.Path:
+    """Write ``state`` (with its digest) to ``path`` atomically; :func:`load_checkpoint` reads it back."""
+    body = _to_cpu(state)
+    payload = {"format": FORMAT, "sha256": digest(body), "state": body}
+    return write_atomic(path, lambda f: torch.save(payload, f), _before_rename=_before_rename)
+
+
 def save_checkpoint(state: dict, directory: str | os.PathLike, step: int, *, keep_last: int = 3,
                     _before_rename=None) -> pathlib.Path:
     """Write ``state`` as ``directory/ckpt_<step>.pt`` atomically; keep the newest ``keep_last``.
 
     ``state`` holds tensors, numbers, strings, ``None`` and (nested) dicts, lists and tuples.
+    Temporary files of earlier, killed saves are removed first (:func:`remove_stale_temp_files`).
     ``_before_rename`` is a test hook called with the temporary path after it is synced.
 
     Returns:
         the path written.
+
+    Raises:
+        OSError: the file cannot be written (``errno.ENOSPC``: the disk is full); the older
+            checkpoints are untouched.
     """
     if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
         raise ValueError(f"keep_last must be an int >= 1, got {keep_last!r}")
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    body = _to_cpu(state)
-    payload = {"format": FORMAT, "sha256": digest(body), "state": body}
-    final = checkpoint_path(directory, step)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=final.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if _before_rename is not None:
-            _before_rename(pathlib.Path(tmp))
-        os.replace(tmp, final)  # the atomic step: the name now points at a complete file
-        _fsync_dir(directory)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    remove_stale_temp_files(directory)
+    final = write_checkpoint(state, checkpoint_path(directory, step), _before_rename=_before_rename)
     for old in list_checkpoints(directory)[:-keep_last]:
         old.unlink(missing_ok=True)
     return final
@@ -194,13 +269,16 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
     if not path.is_file():
         raise fail("does not exist")
+    if path.stat().st_size == 0:
+        raise fail("is empty (0 bytes): it was never written completely")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip, unpickling and weights_only errors all mean "not readable"
-        raise fail(f"cannot be read, it is truncated or corrupt ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from e
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise fail(f"cannot be read, it is truncated or corrupt ({type(e).__name__}{': ' + first if first else ''})") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise fail(f"is not a {FORMAT} file")
-    if digest(payload["state"]) != payload.get("sha256"):
+    if not isinstance(payload.get("state"), dict) or digest(payload["state"]) != payload.get("sha256"):
         raise fail("is corrupt: its SHA-256 digest does not match its contents")
     return payload["state"]
 
@@ -217,3 +295,27 @@ def latest_checkpoint(directory: str | os.PathLike) -> pathlib.Path | None:
     """The newest checkpoint in ``directory`` (not verified; :func:`load_checkpoint` does that), or None."""
     found = list_checkpoints(directory)
     return found[-1] if found else None
+
+
+def load_latest_good(directory: str | os.PathLike, warn=None) -> tuple[pathlib.Path, dict] | None:
+    """``(path, state)`` of the newest checkpoint in ``directory`` that loads and verifies, or None if there is none.
+
+    Each newer one that fails is reported through ``warn(message)`` (``warnings.warn`` when None), the
+    message naming the file and what is wrong with it; the file is left in place for inspection.
+
+    Raises:
+        CheckpointError: ``directory`` holds checkpoints but none of them is good.
+    """
+    import warnings
+    warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
+    found = list_checkpoints(directory)
+    errors = []
+    for path in reversed(found):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as e:
+            errors.append(str(e).split("; the newest good")[0])
+            warn(f"{errors[-1]}; trying the next older checkpoint")
+    if found:
+        raise CheckpointError(f"no good checkpoint in {directory}: {'; '.join(errors)}")
+    return None

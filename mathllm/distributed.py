@@ -107,3 +107,15 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     value = value.clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value / dist.get_world_size()
+
+
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's ``obj`` on every rank (``obj`` itself in a single process).
+
+    Used where rank 0 alone decides (it alone evaluates) and every rank must act on the decision.
+    """
+    if not dist.is_initialized():
+        return obj
+    box = [obj if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -16,7 +16,7 @@ gives back the base weight, up to one rounding per entry.
 ``"attn.proj"``, ``"mlp.fc"``, ``"mlp.proj"`` in :class:`mathllm.transformer.GPT`) and freezes
 everything else; :func:`count_parameters`, :func:`lora_param_count` and
 :func:`optimizer_state_bytes` give the savings; :func:`fine_tune_trainer` hands a pre-trained
-model to :class:`mathllm.train.Trainer`.
+model to :class:`mathllm.trainer.Trainer` (which resumes it exactly).
 
 References: Hu et al. 2022 (LoRA, ICLR; arXiv 2021: the init, the alpha / r scale, merging); Microsoft's
 ``loralib`` (wrapping ``nn.Linear``); Aghajanyan et al. 2021 (the low intrinsic dimension of
@@ -37,7 +37,8 @@ import torch.nn as nn
 
 from .checks import check_positive, check_positive_int
 from .data import TokenData
-from .train import Trainer, TrainConfig, make_optimizer
+from .train_config import TrainConfig
+from .trainer import Trainer
 from .transformer import GPT
 
 
@@ -293,13 +294,17 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 # ---------------------------------------------------------------------------- training
 def fine_tune_trainer(model: GPT, config: TrainConfig, data: TokenData, lora: LoRAConfig | None = None, *,
                       generator: torch.Generator | None = None) -> Trainer:
-    """A :class:`mathllm.train.Trainer` that continues from ``model``'s weights on ``data``.
+    """A :class:`mathllm.trainer.Trainer` that continues from ``model``'s weights on ``data``.
 
     The trainer builds ``GPT(model.config)``, copies ``model``'s weights into it, wraps it with
     adapters when ``lora`` is given (:func:`apply_lora`, base frozen) and builds its AdamW over the
-    parameters that remain trainable. ``config`` (a :class:`mathllm.train.TrainConfig`) carries the
+    parameters that remain trainable. ``config`` (a :class:`mathllm.train_config.TrainConfig`) carries the
     fine-tuning schedule; its ``model`` field is replaced by ``model.config``. ``model`` itself is
     left untouched. One process, eager execution (``compile=False``).
+
+    The copy and the adapters are the trainer's ``init`` hook, run before a checkpoint loads: with
+    ``config.resume`` (or ``init_from="resume"``) a killed fine-tuning run, full or LoRA, continues
+    from its newest checkpoint exactly (adapters, optimizer moments, data order, random state).
 
     Book: :doc:`/notebooks/15_fine_tuning`
     """
@@ -314,11 +319,18 @@ def fine_tune_trainer(model: GPT, config: TrainConfig, data: TokenData, lora: Lo
     if data.vocab_size > model.config.vocab_size:
         raise ValueError(f"the data has {data.vocab_size} token ids, the model only {model.config.vocab_size}: "
                          f"fine-tuning data must use the pre-trained model's tokenizer")
-    trainer = Trainer(replace(config, model=model.config, vocab_from_data=False), data)
+    weights = model.state_dict()
+    if generator is not None:
+        start = generator.get_state()  # the same A matrices however often the hook runs
+
+    def init(fresh: GPT) -> None:
+        fresh.load_state_dict(weights)
+        if lora is not None:
+            if generator is not None:
+                generator.set_state(start)
+            apply_lora(fresh, lora, generator=generator)  # in place, base frozen: the optimizer sees A and B only
+
+    trainer = Trainer(replace(config, model=model.config, vocab_from_data=False), data, init=init)
     if trainer.dist.world_size > 1:
         raise ValueError("fine_tune_trainer runs in one process; under torchrun wrap the model yourself")
-    trainer.model.load_state_dict(model.state_dict())
-    if lora is not None:
-        apply_lora(trainer.model, lora, generator=generator)  # in place: train_model is the same object
-    trainer.optimizer = make_optimizer(trainer.model, trainer.config, trainer.device)  # trainable tensors only
     return trainer

@@ -1,14 +1,17 @@
 """The trainer: exact resumption, gradient accumulation, optimizer groups, precision, the command line."""
+import csv
 import dataclasses
+import errno
 import json
 import math
+import os
 import re
 
 import pytest
 import torch
 
 from mathllm import train as train_mod
-from mathllm.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from mathllm.checkpoint import BEST_NAME, latest_checkpoint, list_checkpoints, load_checkpoint
 from mathllm.data import TokenData
 from mathllm.sample import generate_text, load_model
 from mathllm.sample import main as sample_main
@@ -213,7 +216,7 @@ def test_mfu_formula():
     (dict(min_lr=1.0), "min_lr=1.0 must not exceed lr"),
     (dict(warmup_steps=50, max_steps=10), "warmup_steps=50 must not exceed"),
     (dict(dataset="file"), "needs data_path"),
-    (dict(beta2=1.0), "beta1 and beta2 must be in"),
+    (dict(beta2=1.0), r"beta2 must be a finite number in \[0, 1\)"),
 ])
 def test_bad_config(overrides, match):
     with pytest.raises(ValueError, match=match):
@@ -253,7 +256,7 @@ def test_cli_errors_are_clear(argv, match, capsys):
 
 def test_cli_help_comes_from_the_field_comments():
     text = " ".join(build_parser().format_help().split())
-    assert "micro-batches per optimizer step (G); the loss is divided by G" in text
+    assert "micro-batches per optimizer step over all processes (G); the loss is divided by G" in text
     assert "--n_embd" in text and "--grad_accum" in text
 
 
@@ -272,3 +275,303 @@ def test_cli_trains_and_samples(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sample_main(["--checkpoint", str(tmp_path / "empty")])
     assert "does not exist" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- issue 15: robustness
+TIMING = ("tokens_per_s", "ms_per_step", "mfu")
+
+
+def metrics_without_timing(folder):
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+class Killed(Exception):
+    """Stands in for a SIGKILL in the middle of a run."""
+
+
+def run_until_killed(trainer, kill_at):
+    real = trainer.train_step
+
+    def step():
+        if trainer.step == kill_at:
+            raise Killed
+        real()
+
+    trainer.train_step = step
+    with pytest.raises(Killed):
+        trainer.train()
+
+
+@pytest.mark.parametrize("overrides, name", [
+    (dict(lr=math.inf), "lr"), (dict(lr=math.nan), "lr"), (dict(lr=0.0, min_lr=0.0), "lr"),
+    (dict(grad_clip=math.nan), "grad_clip"), (dict(grad_clip=math.inf), "grad_clip"),
+    (dict(val_fraction=1.5), "val_fraction"), (dict(val_fraction=0.0), "val_fraction"),
+    (dict(min_lr=math.nan), "min_lr"), (dict(weight_decay=math.inf), "weight_decay"),
+    (dict(beta1=math.nan), "beta1"), (dict(peak_tflops=math.nan), "peak_tflops"),
+    (dict(bpe_vocab_size=0), "bpe_vocab_size"), (dict(progress="no"), "progress"),
+])
+def test_non_finite_and_out_of_range_numbers_are_refused(overrides, name):
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        TrainConfig(**overrides)
+
+
+@pytest.mark.parametrize("option", ["--lr=inf", "--lr=nan", "--grad_clip=nan", "--val_fraction=1.5"])
+def test_cli_refuses_bad_numbers_before_preparing_data(tmp_path, option, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_mod.main([option, f"--out_dir={tmp_path / 'run'}", "--progress=false"])
+    assert e.value.code == 2 and "must be a finite number" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing prepared, nothing written
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, data):
+    trainer = Trainer(tiny(tmp_path, ckpt_interval=2, log_interval=1, eval_interval=0), data)
+    trainer.train(steps=4)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(math.nan)  # what lr=1e30 does after one step
+    with pytest.raises(train_mod.TrainingDiverged, match=r"the training loss is nan at step 5 .*training stopped"):
+        trainer.train()
+    assert latest_checkpoint(tmp_path).name == "ckpt_00000004.pt"
+    with pytest.raises(train_mod.TrainingDiverged, match="weights hold nan"):
+        trainer.save()  # nor can a save slip one through
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(latest_checkpoint(tmp_path))["model"].values())
+
+
+def test_cli_divergence_exits_non_zero_with_one_line(tmp_path, capsys):
+    text = tmp_path / "corpus.txt"
+    text.write_text("to be or not to be, that is the question\n" * 50)
+    code = train_mod.main(["--dataset=file", f"--data_path={text}", f"--out_dir={tmp_path / 'run'}", "--lr=1e30",
+                           "--grad_clip=0", "--warmup_steps=0", "--max_steps=6", "--log_interval=1",
+                           "--ckpt_interval=1", "--eval_interval=0", "--progress=false", "--block_size=16",
+                           "--log_lines=false"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("error: the training loss is") and "\n" not in err, err
+    for path in list_checkpoints(tmp_path / "run"):
+        assert all(torch.isfinite(v).all() for v in load_checkpoint(path)["model"].values()), path
+
+
+def test_resume_reproduces_samples_and_metrics(tmp_path, data):
+    """A run killed mid-way and resumed writes the same samples and the same metrics.jsonl (but for the
+    timing fields) as an uninterrupted run: no duplicated records, the sampling generator restored."""
+    common = dict(sample_interval=2, sample_tokens=12, ckpt_interval=2, log_interval=1, eval_interval=3)
+    straight = Trainer(tiny(tmp_path / "a", **common), data)
+    straight.train()
+    run_until_killed(Trainer(tiny(tmp_path / "b", **common), data), kill_at=5)  # records of step 5 written
+    resumed = Trainer(tiny(tmp_path / "b", resume=True, **common), data)
+    assert resumed.step == 4
+    resumed.train()
+    samples = lambda t: [r["text"] for r in t.history if r["kind"] == "sample"]
+    assert samples(resumed) == samples(straight) and len(samples(straight)) == 4
+    assert metrics_without_timing(tmp_path / "b") == metrics_without_timing(tmp_path / "a")
+    rows = lambda d: [(r["kind"], r["step"]) for r in csv.DictReader(open(d / "metrics.csv"))]
+    assert rows(tmp_path / "b") == rows(tmp_path / "a") and len(rows(tmp_path / "a")) == 8 + 4
+
+
+def test_resume_removes_stale_temporary_files_of_ours_only(tmp_path, data):
+    Trainer(tiny(tmp_path, max_steps=2, eval_interval=0), data).train()
+    ours = ["ckpt_00000004.pt.0123456789ab.tmp", "ckpt_best.pt.abcdef012345.tmp", "metrics.jsonl.00112233aabb.tmp",
+            "ckpt_00000003.pt.k2_x9a1b.tmp"]  # the last: the mkstemp name of older versions
+    theirs = ["notes.tmp", "ckpt_00000002.pt.tmp", "model.0123456789ab.tmp", "ckpt_00000004.pt.0123456789ab.tmp.keep"]
+    for name in ours + theirs:
+        (tmp_path / name).write_bytes(b"half a checkpoint")
+    Trainer(tiny(tmp_path, max_steps=4, eval_interval=0, resume=True, allow_config_change=True), data).train()
+    left = {p.name for p in tmp_path.iterdir()}
+    assert not left & set(ours) and set(theirs) <= left
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "flipped"])
+def test_resume_skips_a_damaged_newest_checkpoint(tmp_path, data, damage):
+    straight = Trainer(tiny(tmp_path / "a"), data)
+    straight.train()
+    run_until_killed(Trainer(tiny(tmp_path / "b", ckpt_interval=2), data), kill_at=5)
+    newest = tmp_path / "b" / "ckpt_00000004.pt"
+    raw = newest.read_bytes()
+    newest.write_bytes({"empty": b"", "garbage": b"not a zip file",
+                        "flipped": raw[:-2000] + bytes([raw[-2000] ^ 1]) + raw[-1999:]}[damage])
+    with pytest.warns(UserWarning, match=r"ckpt_00000004\.pt (is empty|cannot be read|is corrupt).*next older"):
+        resumed = Trainer(tiny(tmp_path / "b", ckpt_interval=2, resume=True), data)
+    assert resumed.step == 2
+    resumed.train()
+    assert resumed.losses == straight.losses
+
+
+def test_resume_with_only_damaged_checkpoints_is_an_error(tmp_path, data):
+    (tmp_path / "ckpt_00000002.pt").write_bytes(b"")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no good checkpoint in .*is empty"):
+        Trainer(tiny(tmp_path, resume=True), data)
+
+
+@pytest.mark.parametrize("change, listed", [
+    (dict(batch_size=2), "batch_size: 4 -> 2"), (dict(lr=1e-3), "lr: 0.003 -> 0.001"),
+    (dict(seed=7), "seed: 1337 -> 7"), (dict(max_steps=10), "max_steps: 8 -> 10"),
+    (dict(seed=7, lr=1e-3), "lr: 0.003 -> 0.001; seed: 1337 -> 7"),
+])
+def test_resume_refuses_a_changed_configuration(tmp_path, data, change, listed):
+    Trainer(tiny(tmp_path, max_steps=8, eval_interval=0), data).train(steps=2)
+    with pytest.raises(ValueError, match=re.escape(listed) + ".*allow_config_change"):
+        Trainer(tiny(tmp_path, resume=True, **change), data)
+    resumed = Trainer(tiny(tmp_path, resume=True, allow_config_change=True, **change), data)
+    assert resumed.step == 2
+    # what may change: where files go, how often the run reports and saves, the progress bar
+    assert Trainer(tiny(tmp_path, resume=True, eval_interval=0, log_interval=1, ckpt_interval=1, keep_last=5,
+                        progress=True, sample_interval=1), data).step == 2
+
+
+def test_empty_out_dir_cannot_resume(tmp_path, monkeypatch, capsys):
+    with pytest.raises(ValueError, match="resuming needs out_dir"):
+        TrainConfig(out_dir="", resume=True)
+    with pytest.raises(ValueError, match="resuming needs out_dir"):
+        TrainConfig(out_dir="", init_from="resume")
+    monkeypatch.chdir(tmp_path)
+    for argv in (["--out_dir=", "--resume"], ["--out_dir", ""]):
+        with pytest.raises(SystemExit) as e:
+            train_mod.main(argv)
+        assert e.value.code == 2 and "out_dir" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_and_init_from_are_one_setting():
+    assert TrainConfig(resume=True).init_from == "resume" and TrainConfig(init_from="resume").resume is True
+    assert TrainConfig(resume=True) == TrainConfig(init_from="resume")
+    with pytest.raises(ValueError, match="contradicts"):
+        TrainConfig(resume=True, init_from="some/ckpt.pt")
+    config, _ = parse_config(["--resume"])
+    assert config.init_from == "resume"
+
+
+def cli_run(tmp_path, *extra, name="run"):
+    text = tmp_path / "corpus.txt"
+    if not text.exists():
+        text.write_text("to be or not to be, that is the question\n" * 50)
+    return ["--dataset=file", f"--data_path={text}", f"--out_dir={tmp_path / name}", "--max_steps=4",
+            "--warmup_steps=1", "--eval_interval=2", "--eval_batches=1", "--progress=false", "--block_size=16",
+            "--log_interval=2", *extra]
+
+
+@pytest.mark.parametrize("case", ["budget", "cuda", "checksum", "missing", "no_space", "no_space_plain"])
+def test_cli_late_errors_are_one_line(tmp_path, monkeypatch, capsys, case):
+    argv = cli_run(tmp_path)
+    if case == "budget":
+        monkeypatch.setenv("MATHLLM_BUDGET", "huge")
+        expect = "MATHLLM_BUDGET='huge' is not a budget"
+    elif case == "cuda":
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        argv.append("--device=cuda")
+        expect = "device 'cuda' was asked for"
+    elif case == "checksum":
+        argv = [a for a in argv if not a.startswith("--data")] + [f"--data_path={tmp_path / 'corpus.txt'}"]
+        argv.append("--dataset=tinyshakespeare")
+        expect = "SHA-256"
+    elif case == "missing":
+        argv.append(f"--data_path={tmp_path / 'nowhere.txt'}")
+        expect = "nowhere.txt"
+    else:
+        import mathllm.checkpoint as checkpoint_mod
+
+        def full_disk(*args, **kwargs):
+            if case == "no_space_plain":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            try:  # what torch.save does: the writer's OSError surfaces inside a RuntimeError
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError as e:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0") from e
+
+        monkeypatch.setattr(checkpoint_mod.torch, "save", full_disk)
+        expect = f"[Errno {errno.ENOSPC}] cannot write {tmp_path / 'run'}"
+    assert train_mod.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert expect in err, err
+    if case.startswith("no_space"):
+        assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]  # no temporary left
+
+
+def test_cli_prints_a_line_per_log_and_eval_without_a_bar(tmp_path, capsys):
+    assert train_mod.main(cli_run(tmp_path)) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("step ")]
+    assert [line.split("|")[0].strip() for line in lines] == ["step 0/4", "step 2/4", "step 2/4", "step 4/4",
+                                                              "step 4/4"]
+    train_line = lines[1]
+    for part in ("loss ", "lr ", "grad norm ", "ms/step", "tok/s"):
+        assert part in train_line, train_line
+    assert "val loss" in lines[2]
+
+
+def test_log_lines_go_through_the_bar_when_one_is_shown(tmp_path, data, capsys):
+    Trainer(tiny(tmp_path, out_dir="", progress=True, log_lines=True, eval_interval=4), data).train()
+    out = capsys.readouterr()
+    assert sum(line.startswith("step ") for line in (out.out + out.err).splitlines()) == 4 + 3  # 4 logs, 3 evals
+
+
+def test_grad_norm_is_logged_before_clipping(tmp_path, data):
+    trainer = Trainer(tiny(tmp_path, grad_clip=1e-3, out_dir="", log_interval=1), data)
+    seen = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, *args, **kwargs):
+        params = list(params)
+        seen.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])).item())
+        return real(params, *args, **kwargs)
+
+    torch.nn.utils.clip_grad_norm_ = spy
+    try:
+        trainer.train()
+    finally:
+        torch.nn.utils.clip_grad_norm_ = real
+    logged = [r["grad_norm"] for r in trainer.history if r["kind"] == "train"]
+    assert logged == pytest.approx(seen, rel=1e-5) and min(logged) > 1e-2  # far above the clip: before clipping
+    unclipped = Trainer(tiny(tmp_path, grad_clip=0.0, out_dir="", log_interval=1), data)
+    unclipped.train(steps=1)
+    assert unclipped.grad_norms == pytest.approx(seen[:1], rel=1e-5)  # also computed without clipping
+
+
+def test_csv_log_and_best_checkpoint(tmp_path, data):
+    trainer = Trainer(tiny(tmp_path, max_steps=12, eval_interval=2), data)
+    trainer.train()
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    jsonl = [r for r in trainer.history if r["kind"] in ("train", "eval")]
+    assert [(r["kind"], int(r["step"])) for r in rows] == [(r["kind"], r["step"]) for r in jsonl]
+    assert all(float(r["grad_norm"]) > 0 for r in rows if r["kind"] == "train")
+    evals = [r for r in trainer.history if r["kind"] == "eval" and r["step"] > 0]
+    best = min(evals, key=lambda r: r["val_loss"])
+    state = load_checkpoint(tmp_path / BEST_NAME)
+    assert state["step"] == best["step"] and trainer.best_val_loss == best["val_loss"]
+    assert BEST_NAME not in [p.name for p in list_checkpoints(tmp_path)]  # not rotated away, not resumed from
+
+
+def test_cli_init_from_resume_path_and_eval_only(tmp_path, capsys):
+    assert train_mod.main(cli_run(tmp_path, "--max_steps=2")) == 0
+    assert train_mod.main(cli_run(tmp_path, "--max_steps=4", "--init_from=resume", "--allow_config_change")) == 0
+    assert latest_checkpoint(tmp_path / "run").name == "ckpt_00000004.pt"
+    assert "resumed from" in capsys.readouterr().out
+    source = tmp_path / "run" / "ckpt_00000004.pt"
+    assert train_mod.main(cli_run(tmp_path, f"--init_from={source}", "--max_steps=1", "--warmup_steps=0",
+                                  name="tuned")) == 0
+    tuned = load_checkpoint(latest_checkpoint(tmp_path / "tuned"))
+    assert tuned["step"] == 1 and "initialised the weights from" in capsys.readouterr().out
+    assert train_mod.main(cli_run(tmp_path, f"--init_from={source}", "--eval_only", name="evaluated")) == 0
+    out = capsys.readouterr().out
+    assert '"val_loss"' in out and not list_checkpoints(tmp_path / "evaluated")
+
+
+def test_cli_help_shows_defaults_and_choices():
+    text = " ".join(build_parser().format_help().split())
+    assert "(default: 0.003)" in text and "{random,sequential}" in text and "scratch|resume|PATH" in text
+    gpt2 = " ".join(build_parser("gpt2_small").format_help().split())
+    assert "(default: 40)" in gpt2  # the chosen preset's values are the defaults shown
+
+
+def test_accumulation_counts_micro_batches_over_all_processes(tmp_path, data):
+    trainer = Trainer(tiny(tmp_path, out_dir="", grad_accum=4), data)
+    assert trainer.micro_steps == 4 and trainer.tokens_per_step == 4 * 4 * 16  # one process runs all of them
+
+
+def test_train_module_keeps_every_name_chapters_and_tests_import():
+    from mathllm import train
+    for name in ("PRESETS", "TrainConfig", "Trainer", "mfu", "param_groups", "peak_flops", "make_optimizer",
+                 "config_from_dict", "config_to_dict", "build_parser", "parse_config", "plot_metrics",
+                 "compile_or_eager", "field_comments", "main", "DTYPES", "OPTIMIZERS", "PEAK_FLOPS"):
+        assert hasattr(train, name), name
+    assert set(train.__all__) <= set(dir(train))
