@@ -23,11 +23,14 @@ import time
 
 import torch
 
+from .checks import check_positive_int, check_tensor
 from .minimize import Result, _start
 
 
 def _check(name: str, value, lo: float = 0.0, hi: float | None = None) -> None:
-    if not (value > lo and (hi is None or value <= hi)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (value > lo and (hi is None or value <= hi)) or (isinstance(value, float) and math.isinf(value)):
         raise ValueError(f"{name} must lie in ({lo:g}, {'inf' if hi is None else f'{hi:g}'}], got {value}")
 
 
@@ -71,6 +74,8 @@ def es_gradient(f, x: torch.Tensor, *, sigma: float, pairs: int,
     ``f`` must accept a batch (P, n) and return (P,).
     """
     _check("sigma", sigma)
+    check_tensor(x, "x")
+    check_positive_int(pairs, "pairs")
     eps = torch.randn(pairs, x.shape[-1], generator=generator, dtype=x.dtype)     # (P, n)
     with torch.no_grad():
         diff = f(x + sigma * eps) - f(x - sigma * eps)                           # (P,)
@@ -85,8 +90,7 @@ def evolution_strategy(f, x0: torch.Tensor, *, steps: int = 500, pairs: int = 20
     """
     fc, x = _start(f, x0)
     _check("lr", lr)
-    if pairs < 1:
-        raise ValueError(f"pairs must be >= 1, got {pairs}")
+    check_positive_int(pairs, "pairs")
 
     def batched(xs):                   # count every member of the population as one evaluation
         fc.n_fun += xs.shape[0]

@@ -61,5 +61,12 @@ def test_bad_inputs_name_expected_and_received():
         simulated_annealing(rosenbrock, x0, step_size=-0.1)
     with pytest.raises(ValueError, match=r"sigma must lie in \(0, inf\], got 0"):
         es_gradient(rosenbrock, x0, sigma=0, pairs=3)
-    with pytest.raises(ValueError, match="pairs must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="pairs must be a positive int, got 0"):
         evolution_strategy(rosenbrock, x0, pairs=0)
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+@pytest.mark.parametrize("pairs", [0, -1, 2.5, True])
+def test_es_gradient_needs_a_positive_int_of_pairs(pairs):
+    with pytest.raises(ValueError, match=rf"pairs must be a positive int, got {pairs!r}"):
+        es_gradient(lambda xs: (xs ** 2).sum(-1), torch.zeros(3), sigma=0.1, pairs=pairs)
