@@ -29,6 +29,19 @@ from .checks import check_positive, check_positive_int, check_shape
 
 
 # ---------------------------------------------------------------------------- filters
+def _check_logits(logits: torch.Tensor) -> None:
+    """(B, V) floating logits with no NaN or +inf and at least one finite entry per row."""
+    check_shape(logits, "B V", name="logits")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got dtype {str(logits.dtype).replace('torch.', '')}")
+    if logits.shape[-1] == 0:
+        raise ValueError(f"logits must have at least one token, got shape {tuple(logits.shape)}")
+    if torch.isnan(logits).any() or (logits == float("inf")).any():
+        raise ValueError("logits hold NaN or +inf: no distribution to sample from (check the model's output)")
+    if (logits == float("-inf")).all(dim=-1).any():
+        raise ValueError("a row of logits is all -inf: no token is possible")
+
+
 def top_k_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the ``k`` largest of ``logits`` (..., V), set the rest to -inf (ties with the k-th are kept)."""
     check_positive_int(k, "top_k")
@@ -59,14 +72,21 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
                 top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw one token per row from ``logits`` (B, V) -> (B,) int64.
 
-    ``temperature=0`` is greedy decoding (argmax; top-k and top-p then change nothing).
+    ``temperature=0`` is greedy decoding (argmax; top-k and top-p then change nothing); a tiny
+    positive temperature tends to it without overflowing (z - max z is divided, never z).
     ``generator`` makes the draw reproducible; it must live on the device of ``logits``.
     """
-    check_shape(logits, "B V", name="logits")
+    _check_logits(logits)
     check_positive(temperature, "temperature", allow_zero=True)
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
+    logits = logits.float()
+    # shift so the largest logit is 0, then divide: z / 1e-39 overflows to inf and softmax(inf) is nan,
+    # (z - max z) / T only reaches -inf, where exp is 0; the ratio of probabilities is unchanged
+    # a T below float32's smallest normal number would round to 0 (and 0 / 0 = nan): at that T the
+    # draw is already greedy up to ties closer than 1e-38, so it is used instead
+    temperature = max(temperature, torch.finfo(torch.float32).tiny)
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if top_k is not None:
         logits = top_k_logits(logits, top_k)
     if top_p is not None:
@@ -87,6 +107,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, *, temperature: floa
     """
     check_shape(idx, "B T", name="idx")
     check_positive(max_new_tokens, "max_new_tokens", allow_zero=True)
+    check_positive(temperature, "temperature", allow_zero=True)
     if idx.shape[1] == 0:
         raise ValueError("idx must hold at least one token to condition on, got shape "
                          f"{tuple(idx.shape)}")

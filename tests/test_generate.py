@@ -99,3 +99,36 @@ def test_generate_is_reproducible_and_checks_inputs():
         generate(m, idx, -1)
     with pytest.raises(ValueError, match=r"token id 70, outside the vocabulary \[0, 65\)"):
         generate(m, torch.tensor([[70]]), 3)
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -1.0, "1"])
+def test_sample_next_refuses_bad_temperatures(temperature):
+    with pytest.raises((ValueError, TypeError), match="temperature must be"):
+        sample_next(torch.zeros(2, 5), temperature)
+
+
+@pytest.mark.parametrize("temperature", [1e-39, 1e-300, 5e-324])
+def test_a_tiny_temperature_is_greedy(temperature):
+    """logits / 1e-39 overflows to inf and softmax(inf) is nan; dividing after subtracting the max cannot."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 50, generator=g)
+    logits[0, :2] = float("-inf")  # masked tokens stay impossible
+    assert torch.equal(sample_next(logits, temperature, generator=g), logits.argmax(-1))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_sample_next_refuses_nan_and_inf_logits(bad):
+    logits = torch.zeros(2, 5)
+    logits[1, 3] = bad
+    with pytest.raises(ValueError, match="logits hold NaN or \\+inf"):
+        sample_next(logits, 1.0)
+    with pytest.raises(ValueError, match="logits hold NaN or \\+inf"):
+        sample_next(logits, 0.0)
+
+
+def test_sample_next_refuses_a_row_with_no_possible_token():
+    logits = torch.zeros(2, 5)
+    logits[0] = float("-inf")
+    with pytest.raises(ValueError, match="a row of logits is all -inf"):
+        sample_next(logits, 1.0)
