@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_positive
+
 
 # ---------------------------------------------------------------------------- helpers
 def _check_step(step) -> None:
@@ -37,10 +39,7 @@ def _check_step(step) -> None:
 
 
 def _check_nonneg(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+    check_positive(value, name, allow_zero=True)  # a finite number >= 0
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -80,6 +79,7 @@ def warmup_cosine(step: int, *, max_lr: float, min_lr: float, warmup_steps: int,
     """
     _check_step(step)
     _check_nonneg(min_lr, "min_lr")
+    _check_nonneg(max_lr, "max_lr")
     if not max_lr >= min_lr:
         raise ValueError(f"max_lr must be >= min_lr = {min_lr}, got {max_lr}")
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
@@ -136,6 +136,7 @@ def lr_range_test(loss_fn: Callable[[int], torch.Tensor], params: list[torch.Ten
     Returns:
         A :class:`RangeTest`. Its ``suggested_lr`` is a conservative rule of thumb (fastai's "min / 10").
     """
+    check_positive(min_lr, "min_lr"), check_positive(max_lr, "max_lr"), check_positive(smoothing, "smoothing")
     if not 0 < min_lr < max_lr:
         raise ValueError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:

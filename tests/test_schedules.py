@@ -109,3 +109,16 @@ def test_bad_inputs_name_expected_and_received():
         S.set_lr(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), -1)
     with pytest.raises(ValueError, match="need 0 < min_lr < max_lr, got min_lr=1.0, max_lr=0.1"):
         S.lr_range_test(lambda k: torch.zeros(()), [], None, min_lr=1.0, max_lr=0.1)
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+@pytest.mark.parametrize("kw,error,match", [
+    (dict(max_lr="a"), TypeError, "max_lr must be a number, got str"),
+    (dict(max_lr=float("nan")), ValueError, "max_lr must be a finite number"),
+    (dict(min_lr=float("inf"), max_lr=float("inf")), ValueError, "min_lr must be a finite number"),
+    (dict(warmup_steps=2.0), ValueError, "warmup_steps must be an int >= 0, got 2.0"),
+])
+def test_warmup_cosine_refuses_bad_arguments(kw, error, match):
+    args = dict(max_lr=1e-3, min_lr=1e-4, warmup_steps=2, decay_steps=10) | kw
+    with pytest.raises(error, match=match):
+        S.warmup_cosine(3, **args)
