@@ -198,6 +198,8 @@ def bootstrap_ci(num: torch.Tensor, den: torch.Tensor | None = None, *, level: f
     Book: :doc:`/notebooks/17_evaluation`
     """
     check_shape(num, "n", name="num")
+    if num.numel() < 2:  # one observation has no spread to resample; none has no estimate
+        raise ValueError(f"num must hold at least 2 observations, got shape {tuple(num.shape)}")
     reps = bootstrap(num, den, n_boot=n_boot, block=block, generator=generator)
     estimate = float(num.double().sum() / (den.double().sum() if den is not None else num.numel()))
     return ConfidenceInterval(estimate, *percentile_interval(reps, level), level)

@@ -330,3 +330,9 @@ def test_ngram_overlap_against_python_sets(n, big):
     grams = [tuple(b[i:i + n]) for i in range(len(b) - n + 1)]
     assert ngram_seen(a, b, n).tolist() == [x in seen for x in grams]
     assert ngram_overlap(a, b, n) == pytest.approx(sum(x in seen for x in grams) / len(grams), abs=1e-12)
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+def test_bootstrap_ci_of_an_empty_sample_is_refused():
+    with pytest.raises(ValueError, match=r"num must hold at least 2 observations, got shape \(0,\)"):
+        bootstrap_ci(torch.zeros(0))
