@@ -34,6 +34,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
+from .checks import check_positive_int
 from .data import TokenData
 from .train import TrainConfig, Trainer
 from .transformer import GPTConfig, flops_per_token, matmul_params
@@ -400,6 +401,9 @@ def run_config(base: TrainConfig, width: int, steps: int, *, warmup_fraction: fl
     """
     if not isinstance(base, TrainConfig):
         raise TypeError(f"base must be a TrainConfig, got {type(base).__name__}")
+    check_positive_int(width, "width"), check_positive_int(steps, "steps")  # width = 0 divided by zero
+    if isinstance(lr_exponent, bool) or not isinstance(lr_exponent, (int, float)) or not math.isfinite(lr_exponent):
+        raise ValueError(f"lr_exponent must be a finite number, got {lr_exponent!r}")
     if not 0 <= warmup_fraction < 1:
         raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction!r}")
     scale = (base.model.n_embd / width) ** lr_exponent

@@ -289,6 +289,12 @@ def test_bad_input():
         run_config(TrainConfig(out_dir="", progress=False), 16, 10, warmup_fraction=1.0)
     with pytest.raises(ValueError, match="n_embd"):
         run_config(TrainConfig(out_dir="", progress=False), 17, 10)
+    with pytest.raises(ValueError, match="width must be a positive int, got 0"):  # ZeroDivisionError before
+        run_config(TrainConfig(out_dir="", progress=False), 0, 10)
+    with pytest.raises(ValueError, match="steps must be a positive int, got 2.5"):
+        run_config(TrainConfig(out_dir="", progress=False), 16, 2.5)
+    with pytest.raises(ValueError, match="lr_exponent must be a finite number, got nan"):
+        run_config(TrainConfig(out_dir="", progress=False), 16, 10, lr_exponent=float("nan"))
     with pytest.raises(ValueError, match="widths and steps must both be non-empty"):
         sweep(TrainConfig(out_dir="", progress=False), None, widths=[], steps=[10])
     assert isinstance(fit_chinchilla(N, D, L), ScalingFit)
