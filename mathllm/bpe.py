@@ -8,8 +8,13 @@ rank first, which is the same as replaying the training merges in order, and dec
 bytes of the ids. References: Sennrich et al. 2016; GPT-2 ``encoder.py`` (Radford et al. 2019);
 minbpe (Karpathy); Hugging Face ``tokenizers`` (the tests compare against it).
 
-Leaves out: dropout, reading GPT-2's vocabulary files (:func:`gpt2_bytes_to_unicode` gives their
-byte alphabet), merges across pre-tokens (SentencePiece), Unicode normalization.
+A tokenizer may also number its tokens in another order, as GPT-2's does (its ``"!"`` is id 0):
+``BPETokenizer(merges, vocab=...)`` takes the ids from a vocabulary of id -> bytes, and
+:meth:`BPETokenizer.from_files` / :meth:`BPETokenizer.from_pretrained` read GPT-2's ``vocab.json``
+and ``merges.txt`` (:mod:`mathllm.gpt2_tokenizer`), giving ids identical to ``tiktoken``'s GPT-2
+encoding and to Hugging Face ``tokenizers``.
+
+Leaves out: dropout, merges across pre-tokens (SentencePiece), Unicode normalization.
 
 Book: :doc:`/notebooks/08_tokenization`
 """
@@ -21,6 +26,7 @@ import os
 from collections.abc import Iterable, Iterator
 
 from .bpe_train import N_BYTES, train_incremental, train_naive
+from .char_tokenizer import token_id_list
 from .checks import check_positive_int
 from .pretokenize import (GPT2_SPLIT_PATTERN, check_special_tokens, count_pretokens, pretokenize,
                           settled_length, split_special)
@@ -56,6 +62,11 @@ class BPETokenizer:
     tokens follow in the order given. ``vocab`` maps every id to its bytes (a special token to its
     UTF-8 encoding).
 
+    Another numbering: pass ``vocab`` (id -> bytes, without the special tokens) and give ``merges``
+    as pairs of its ids; merge ``k`` makes the token whose bytes are the pair's joined, which must
+    be in ``vocab``. ``special_tokens`` may then be a dict token -> id. The ids must be
+    ``0 .. vocab_size - 1`` with none missing. GPT-2's files are read this way (:meth:`from_files`).
+
     >>> tok = BPETokenizer.train("aaabdaaabac", vocab_size=259)
     >>> tok.encode("aaabdaaabac")
     [258, 100, 258, 97, 99]
@@ -65,25 +76,40 @@ class BPETokenizer:
     Book: :doc:`/notebooks/08_tokenization`
     """
 
-    def __init__(self, merges: Iterable[tuple[int, int]], special_tokens: Iterable[str] = (),
-                 merge_counts: Iterable[int] | None = None):
-        self.merges = [(int(a), int(b)) for a, b in merges]
+    def __init__(self, merges: Iterable[tuple[int, int]], special_tokens: Iterable[str] | dict[str, int] | None = (),
+                 merge_counts: Iterable[int] | None = None, *, vocab: dict[int, bytes] | None = None):
+        self.merges = [(operator.index(a), operator.index(b)) for a, b in merges]
         self.special_tokens = check_special_tokens(special_tokens)
         self.merge_counts = list(merge_counts) if merge_counts is not None else None
-        self.vocab = {i: bytes([i]) for i in range(N_BYTES)}
-        for k, (a, b) in enumerate(self.merges):
-            new_id = N_BYTES + k
-            if not (0 <= a < new_id and 0 <= b < new_id):
-                raise ValueError(f"merge {k} is {(a, b)}: both ids must be in [0, {new_id}), "
-                                 f"the bytes and the tokens of earlier merges")
-            self.vocab[new_id] = self.vocab[a] + self.vocab[b]
+        if vocab is None:  # the training order: bytes, then one token per merge
+            self.vocab = {i: bytes([i]) for i in range(N_BYTES)}
+            for k, (a, b) in enumerate(self.merges):
+                new_id = N_BYTES + k
+                if not (0 <= a < new_id and 0 <= b < new_id):
+                    raise ValueError(f"merge {k} is {(a, b)}: both ids must be in [0, {new_id}), "
+                                     f"the bytes and the tokens of earlier merges")
+                self.vocab[new_id] = self.vocab[a] + self.vocab[b]
+            self._byte_ids = None  # byte b is id b
+            self._merged = range(N_BYTES, N_BYTES + len(self.merges))  # merge k makes id 256 + k
+        else:
+            self.vocab, self._byte_ids, self._merged = _numbering(vocab, self.merges)
         self.ranks = {pair: k for k, pair in enumerate(self.merges)}
         if len(self.ranks) != len(self.merges):
             raise ValueError("merges must be distinct pairs: a repeated pair could never be applied again")
-        first = N_BYTES + len(self.merges)
-        self.special_ids = {s: first + j for j, s in enumerate(self.special_tokens)}
+        if isinstance(special_tokens, dict):
+            self.special_ids = {s: operator.index(i) for s, i in special_tokens.items()}
+        else:
+            first = max(self.vocab) + 1
+            self.special_ids = {s: first + j for j, s in enumerate(self.special_tokens)}
         for s, i in self.special_ids.items():
+            if i in self.vocab:
+                raise ValueError(f"special token {s!r} has id {i}, which the vocabulary already gives to "
+                                 f"{self.vocab[i]!r}")
             self.vocab[i] = s.encode("utf-8")
+        if len(self.vocab) != max(self.vocab) + 1 or min(self.vocab) != 0:
+            missing = sorted(set(range(max(self.vocab) + 1)) - set(self.vocab))
+            raise ValueError(f"token ids must be 0 .. vocab_size - 1 with none missing; missing {missing[:8]}, "
+                             f"smallest {min(self.vocab)}")
         self._cache: dict[str, list[int]] = {}
 
     @classmethod
@@ -108,9 +134,43 @@ class BPETokenizer:
         merges, counts = trainer(count_pretokens(text, special_tokens), vocab_size - N_BYTES - len(special_tokens))
         return cls(merges, special_tokens, counts)
 
+    @classmethod
+    def from_files(cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike,
+                   special_tokens: Iterable[str] | None = None) -> "BPETokenizer":
+        """Read a GPT-2-style ``vocab.json`` and ``merges.txt`` (OpenAI's and Hugging Face's layout).
+
+        ``special_tokens=None`` takes every entry of ``vocab.json`` that is neither a byte nor made
+        by a merge (GPT-2: ``<|endoftext|>``, id 50256); a list names them, with their ids from
+        ``vocab.json`` or, when absent there, new ids after it. See :mod:`mathllm.gpt2_tokenizer`.
+        """
+        from .gpt2_tokenizer import read_tokenizer_files
+        return read_tokenizer_files(cls, vocab_path, merges_path, special_tokens)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike = "gpt2", special_tokens: Iterable[str] | None = None,
+                        *, download_ok: bool = True) -> "BPETokenizer":
+        """GPT-2's tokenizer (``"gpt2"``, ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"`` share it), or a
+        folder holding ``vocab.json`` and ``merges.txt``. The GPT-2 files are downloaded once into
+        the cache and checked against their SHA-256 (:func:`mathllm.gpt2_tokenizer.gpt2_files`).
+
+        Book: :doc:`/notebooks/08_tokenization`
+        """
+        from .gpt2_tokenizer import pretrained_files
+        vocab_path, merges_path = pretrained_files(name_or_path, download_ok=download_ok)
+        return cls.from_files(vocab_path, merges_path, special_tokens)
+
+    def save_files(self, vocab_path: str | os.PathLike, merges_path: str | os.PathLike) -> None:
+        """Write ``vocab.json`` and ``merges.txt`` in GPT-2's layout (what :meth:`from_files` reads).
+
+        GPT-2's own tokenizer is written back byte for byte: the files have the SHA-256 of the
+        Hugging Face Hub's ``gpt2`` files.
+        """
+        from .gpt2_tokenizer import write_tokenizer_files
+        write_tokenizer_files(self, vocab_path, merges_path)
+
     @property
     def vocab_size(self) -> int:
-        return N_BYTES + len(self.merges) + len(self.special_tokens)
+        return len(self.vocab)
 
     def truncate(self, vocab_size: int) -> "BPETokenizer":
         """The tokenizer with only the first merges, as if trained to ``vocab_size``.
@@ -123,7 +183,10 @@ class BPETokenizer:
             raise ValueError(f"vocab_size must be in [{N_BYTES + len(self.special_tokens)}, "
                              f"{self.vocab_size}], got {vocab_size}")
         counts = self.merge_counts[:n] if self.merge_counts is not None else None
-        return BPETokenizer(self.merges[:n], self.special_tokens, counts)
+        if self._byte_ids is None:
+            return BPETokenizer(self.merges[:n], self.special_tokens, counts)
+        kept = [*self._byte_ids, *self._merged[:n]]
+        return BPETokenizer(self.merges[:n], self.special_tokens, counts, vocab={i: self.vocab[i] for i in kept})
 
     # ------------------------------------------------------------------------ encoding
     def _encode_piece(self, piece: str) -> list[int]:
@@ -133,7 +196,9 @@ class BPETokenizer:
         training merges in order: a pair made by merge ``k`` can only join with later merges.
         """
         ids = list(piece.encode("utf-8"))
-        get, unmerged = self.ranks.get, len(self.merges)
+        if self._byte_ids is not None:
+            ids = [self._byte_ids[b] for b in ids]
+        get, merged, unmerged = self.ranks.get, self._merged, len(self.merges)
         while len(ids) > 1:
             best = unmerged
             for i, pair in enumerate(zip(ids, ids[1:])):
@@ -142,7 +207,7 @@ class BPETokenizer:
                     best, at = r, i
             if best == unmerged:
                 break
-            ids[at:at + 2] = [N_BYTES + best]
+            ids[at:at + 2] = [merged[best]]
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[piece] = ids
@@ -155,19 +220,27 @@ class BPETokenizer:
             out.extend(ids if ids is not None else self._encode_piece(piece))
         return out
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``. Special tokens are matched first; merges stay inside pre-tokens."""
+    def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
+        """Token ids of ``text``. Special tokens are matched first; merges stay inside pre-tokens.
+
+        ``allow_special=False`` encodes the text of a special token as ordinary text, as
+        ``tiktoken``'s ``encode_ordinary`` does (for text from users, who must not be able to
+        write ``<|endoftext|>``).
+        """
         if not isinstance(text, str):
             raise TypeError(f"encode needs a str, got {type(text).__name__}")
+        if not isinstance(allow_special, bool):
+            raise TypeError(f"allow_special must be a bool, got {type(allow_special).__name__}")
         out: list[int] = []
-        for segment, is_special in split_special(text, self.special_tokens):
+        for segment, is_special in split_special(text, self.special_tokens if allow_special else ()):
             if is_special:
                 out.append(self.special_ids[segment])
             else:
                 self._encode_pieces(pretokenize(segment), out)
         return out
 
-    def encode_iterable(self, lines: Iterable[str], chunk_chars: int = 1 << 16) -> Iterator[int]:
+    def encode_iterable(self, lines: Iterable[str], chunk_chars: int = 1 << 16, *,
+                        allow_special: bool = True) -> Iterator[int]:
         """Stream the ids of ``"".join(lines)`` (e.g. an open text file) with bounded memory.
 
         Lines are gathered until ``chunk_chars`` characters have arrived; the settled pieces are
@@ -175,6 +248,9 @@ class BPETokenizer:
         The ids equal those of :meth:`encode` on the whole text, for any ``chunk_chars >= 1``.
         """
         check_positive_int(chunk_chars, "chunk_chars")
+        if not isinstance(allow_special, bool):
+            raise TypeError(f"allow_special must be a bool, got {type(allow_special).__name__}")
+        specials = self.special_tokens if allow_special else ()
         parts: list[str] = []
         size = 0
         for line in lines:
@@ -184,23 +260,16 @@ class BPETokenizer:
             size += len(line)
             if size >= chunk_chars:
                 buffer = "".join(parts)
-                n = settled_length(buffer, self.special_tokens)
-                yield from self.encode(buffer[:n])
+                n = settled_length(buffer, specials)
+                yield from self.encode(buffer[:n], allow_special=allow_special)
                 parts, size = [buffer[n:]], len(buffer) - n
-        yield from self.encode("".join(parts))
+        yield from self.encode("".join(parts), allow_special=allow_special)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """The bytes of a sequence of ids (accepts lists, NumPy arrays and torch tensors)."""
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
+        """The bytes of a sequence of ids: a list, a generator, a 1-D integer NumPy array or torch
+        tensor (any integer dtype). A bool or float id is a TypeError, an unknown id a ValueError."""
         vocab = self.vocab
-        try:
-            return b"".join([vocab[operator.index(i)] for i in ids])
-        except TypeError:
-            bad = next(i for i in ids if isinstance(i, bool) or not hasattr(i, "__index__"))
-            raise TypeError(f"token ids must be ints, got {type(bad).__name__} {bad!r}") from None
-        except KeyError as e:
-            raise ValueError(f"token id {e.args[0]} is outside the vocabulary [0, {self.vocab_size})") from None
+        return b"".join([vocab[i] for i in token_id_list(ids, self.vocab_size)])
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids``; bytes that are not valid UTF-8 become U+FFFD, never an error."""
@@ -211,12 +280,14 @@ class BPETokenizer:
         """Write the tokenizer as readable JSON: merges as id pairs and each token's text."""
         data = {
             "type": "bpe", "pattern": GPT2_SPLIT_PATTERN,
+            # another numbering than the training order (GPT-2's): every token's bytes, as GPT-2 writes them
+            **({} if self._byte_ids is None else {"vocab": _printable_vocab(self)}),
             "merges": [list(p) for p in self.merges],
             "merge_counts": self.merge_counts,
             "special_tokens": self.special_ids,
             # for people reading the file; load() rebuilds the vocabulary from the merges
             "tokens": {i: self.vocab[i].decode("utf-8", errors="backslashreplace")
-                       for i in range(N_BYTES, N_BYTES + len(self.merges))},
+                       for i in self._merged},
         }
         with open(path, "w", encoding="utf-8") as f:
             json.dump(data, f, ensure_ascii=False, indent=0)
@@ -231,8 +302,46 @@ class BPETokenizer:
         if data["pattern"] != GPT2_SPLIT_PATTERN:
             raise ValueError(f"{path} was saved with another pre-tokenization pattern: {data['pattern']!r}")
         specials = sorted(data["special_tokens"], key=data["special_tokens"].get)
+        if "vocab" in data:
+            from .gpt2_tokenizer import token_bytes
+            vocab = {int(i): token_bytes(t) for i, t in data["vocab"].items()}
+            return cls(data["merges"], data["special_tokens"], data.get("merge_counts"), vocab=vocab)
         tok = cls(data["merges"], specials, data.get("merge_counts"))
         if tok.special_ids != data["special_tokens"]:
             raise ValueError(f"{path}: special token ids {data['special_tokens']} do not follow the "
                              f"{len(tok.merges)} merges")
         return tok
+
+
+# ---------------------------------------------------------------------------- another numbering
+def _numbering(vocab: dict[int, bytes], merges: list[tuple[int, int]]):
+    """Check a vocabulary (id -> bytes) against the merges; return it with the id of each byte
+    (a list of 256) and the id each merge makes (a list, one per merge)."""
+    if not isinstance(vocab, dict):
+        raise TypeError(f"vocab must be a dict of id -> bytes, got {type(vocab).__name__}")
+    vocab = {operator.index(i): t for i, t in vocab.items()}
+    ids_of: dict[bytes, int] = {}
+    for i, t in vocab.items():
+        if not isinstance(t, bytes) or not t:
+            raise TypeError(f"vocab[{i}] must be non-empty bytes, got {t!r}")
+        if t in ids_of:
+            raise ValueError(f"ids {ids_of[t]} and {i} have the same bytes {t!r}: encoding could not choose")
+        ids_of[t] = i
+    byte_ids = [ids_of.get(bytes([b])) for b in range(N_BYTES)]
+    if None in byte_ids:
+        raise ValueError(f"the vocabulary has no token for byte {byte_ids.index(None)}: every byte needs one")
+    merged = []
+    for k, (a, b) in enumerate(merges):
+        if a not in vocab or b not in vocab:
+            raise ValueError(f"merge {k} is {(a, b)}: id {a if a not in vocab else b} is not in the vocabulary")
+        new = ids_of.get(vocab[a] + vocab[b])
+        if new is None:
+            raise ValueError(f"merge {k} makes {vocab[a] + vocab[b]!r}, which is not in the vocabulary")
+        merged.append(new)
+    return vocab, byte_ids, merged
+
+
+def _printable_vocab(tok: BPETokenizer) -> dict[int, str]:
+    table = gpt2_bytes_to_unicode()
+    special = set(tok.special_ids.values())
+    return {i: "".join(table[c] for c in t) for i, t in tok.vocab.items() if i not in special}

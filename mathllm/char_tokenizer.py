@@ -9,7 +9,51 @@ Book: :doc:`/notebooks/01_tour` (first use) and :doc:`/notebooks/08_tokenization
 from __future__ import annotations
 
 import json
+import operator
 import os
+from collections.abc import Iterable
+
+
+# ---------------------------------------------------------------------------- token ids
+def token_id_list(ids: Iterable[int], vocab_size: int) -> list[int]:
+    """``ids`` as a list of Python ints in ``[0, vocab_size)``, for a tokenizer's ``decode``.
+
+    Accepts a list or any iterable of ints (a generator too), or a 1-D integer NumPy array or
+    torch tensor of any integer dtype (uint8, int16, ...). A bool, a float or a string is a
+    TypeError, never silently rounded or read as 0/1; an id outside the vocabulary is a ValueError.
+
+    >>> token_id_list(range(3), 5)
+    [0, 1, 2]
+    """
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"token ids must be a sequence of ints, got {type(ids).__name__} {ids!r}")
+    dtype = getattr(ids, "dtype", None)
+    if dtype is not None and hasattr(ids, "tolist"):  # a torch tensor or a NumPy array
+        kind = getattr(dtype, "kind", None)  # NumPy: "i" signed, "u" unsigned, "b" bool, "f" float
+        integer = kind in ("i", "u") if kind is not None else not (
+            dtype.is_floating_point or dtype.is_complex or str(dtype) == "torch.bool")
+        if not integer:
+            raise TypeError(f"token ids must have an integer dtype, got a {type(ids).__name__} of dtype {dtype}")
+        if ids.ndim != 1:
+            raise ValueError(f"token ids must be 1-D, got shape {tuple(ids.shape)}")
+        ids = ids.tolist()
+    elif not isinstance(ids, Iterable):
+        raise TypeError(f"token ids must be a sequence of ints, got {type(ids).__name__}")
+    out = []
+    for i in ids:  # one pass: a generator is read once
+        try:
+            if isinstance(i, bool):
+                raise TypeError
+            i = operator.index(i)  # an int, a NumPy integer, a 0-d integer tensor; never a float
+        except TypeError:
+            raise TypeError(f"token ids must be ints, got {type(i).__name__} {i!r}") from None
+        if not 0 <= i < vocab_size:
+            raise ValueError(f"token id {i} is outside the vocabulary [0, {vocab_size})")
+        out.append(i)
+    return out
+
+
+# ---------------------------------------------------------------------------- tokenizer
 
 
 class CharTokenizer:
@@ -50,14 +94,13 @@ class CharTokenizer:
                              f"of {self.vocab_size} characters") from None
 
     def decode(self, ids) -> str:
-        """The text of a sequence of ids; an id outside ``[0, vocab_size)`` is an error."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < self.vocab_size:
-                raise ValueError(f"token id {i} is outside the vocabulary [0, {self.vocab_size})")
-            out.append(self.chars[i])
-        return "".join(out)
+        """The text of a sequence of ids (a list, a generator, a 1-D integer array or tensor).
+
+        An id outside ``[0, vocab_size)`` is a ValueError; a float or bool id is a TypeError
+        (:func:`token_id_list`).
+        """
+        chars = self.chars
+        return "".join([chars[i] for i in token_id_list(ids, self.vocab_size)])
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the alphabet as readable JSON."""

@@ -43,8 +43,11 @@ def pretokenize(text: str) -> list[str]:
     return _PRETOKEN.findall(text)
 
 
-def check_special_tokens(special_tokens: Iterable[str]) -> tuple[str, ...]:
-    """Validate special tokens: non-empty, distinct strings. Returns them as a tuple."""
+def check_special_tokens(special_tokens: Iterable[str] | None) -> tuple[str, ...]:
+    """Validate special tokens: non-empty, distinct strings. Returns them as a tuple (``None``: none;
+    a dict token -> id: its keys)."""
+    if special_tokens is None:
+        return ()
     if isinstance(special_tokens, str):
         raise TypeError(f"special_tokens must be a list of strings, got the single string {special_tokens!r}")
     out = tuple(special_tokens)

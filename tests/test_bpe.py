@@ -367,3 +367,66 @@ def test_training_speed_guard(shakespeare):
     t0 = time.perf_counter()
     BPETokenizer.train(shakespeare[:130_000], 500)
     assert time.perf_counter() - t0 < 8.0
+
+
+# ---------------------------------------------------------------------------- decode inputs
+def test_decode_accepts_every_integer_container(tok):
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    ids = tok.encode("To be, or not")
+    assert all(i < 256 for i in tok.encode("Tb"))
+    for container in (ids, tuple(ids), iter(ids), np.array(ids, dtype=np.int16), torch.tensor(ids, dtype=torch.int16),
+                      torch.tensor(ids, dtype=torch.int32)):
+        assert tok.decode(container) == "To be, or not"
+    small = tok.encode("Tb")
+    assert tok.decode(torch.tensor(small, dtype=torch.uint8)) == tok.decode(np.array(small, dtype=np.uint8)) == "Tb"
+
+
+@pytest.mark.parametrize("ids, error, message", [
+    ([True, False], TypeError, "token ids must be ints, got bool True"),  # once decoded as '\x01\x00'
+    ([97, 1.7], TypeError, "got float 1.7"),
+    ((i for i in [97, "x"]), TypeError, "got str 'x'"),  # a generator: named, once a StopIteration
+    ((i for i in [97, 10**6]), ValueError, r"token id 1000000 is outside the vocabulary \[0, 600\)"),
+    (b"ab", TypeError, "must be a sequence of ints, got bytes"),
+])
+def test_decode_rejects_what_is_not_an_id(tok, ids, error, message):
+    with pytest.raises(error, match=message):
+        tok.decode(ids)
+
+
+def test_decode_rejects_float_and_bool_tensors(tok):
+    torch = pytest.importorskip("torch")
+    for ids in (torch.tensor([97.0]), torch.tensor([True])):
+        with pytest.raises(TypeError, match="integer dtype"):
+            tok.decode(ids)
+    with pytest.raises(ValueError, match="must be 1-D"):
+        tok.decode(torch.tensor([[97]]))
+
+
+def test_encode_iterable_names_a_bad_line_from_a_generator(tok):
+    with pytest.raises(TypeError, match="needs str lines, got int"):
+        list(tok.encode_iterable(line for line in ["ab", 3]))
+    with pytest.raises(TypeError, match="needs str lines, got NoneType"):
+        list(tok.encode_iterable(iter(["ab", None]), chunk_chars=1))
+
+
+def test_special_tokens_none_means_none():
+    tok = BPETokenizer.train("aaab", 258, special_tokens=None)
+    assert tok.special_tokens == () and BPETokenizer([], None).vocab_size == 256
+    assert BPETokenizer([], [EOT]).encode(EOT, allow_special=False) == list(EOT.encode())
+
+
+def test_another_numbering_is_checked():
+    bytes_ = {i: bytes([255 - i]) for i in range(256)}  # byte b is id 255 - b
+    tok = BPETokenizer([(255 - 97, 255 - 98)], vocab={**bytes_, 256: b"ab"})
+    assert tok.encode("abc") == [256, 255 - 99] and tok.decode([256, 156]) == "abc"
+    with pytest.raises(ValueError, match="no token for byte 0"):
+        BPETokenizer([], vocab={0: b"xy", **{i: bytes([i]) for i in range(1, 256)}})
+    with pytest.raises(ValueError, match=r"merge 0 makes b'ab', which is not in the vocabulary"):
+        BPETokenizer([(255 - 97, 255 - 98)], vocab=bytes_)
+    with pytest.raises(ValueError, match="have the same bytes"):
+        BPETokenizer([], vocab={**bytes_, 256: b"a"})
+    with pytest.raises(ValueError, match=r"none missing; missing \[256\]"):
+        BPETokenizer([], vocab={**bytes_, 257: b"ab"})
+    with pytest.raises(ValueError, match="special token '<s>' has id 3, which the vocabulary already gives"):
+        BPETokenizer([], {"<s>": 3}, vocab=bytes_)

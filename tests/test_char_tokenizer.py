@@ -67,3 +67,44 @@ def test_bad_input(tmp_path):
     path.write_text('{"type": "bpe"}')
     with pytest.raises(ValueError, match="not a saved CharTokenizer"):
         CharTokenizer.load(path)
+
+
+# ---------------------------------------------------------------------------- decode inputs
+def test_decode_accepts_every_integer_container():
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    tok = CharTokenizer.train("abc")
+    for ids in ([1, 2], (1, 2), (i for i in [1, 2]), range(1, 3), np.array([1, 2], dtype=np.uint8),
+                np.array([1, 2], dtype=np.int64), [np.int16(1), np.uint32(2)],
+                *(torch.tensor([1, 2], dtype=d) for d in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64))):
+        assert tok.decode(ids) == "bc"
+    assert tok.decode([]) == "" and tok.decode(torch.tensor([], dtype=torch.long)) == ""
+
+
+@pytest.mark.parametrize("ids, error, message", [
+    ([1.7], TypeError, "token ids must be ints, got float 1.7"),  # once read as 'b'
+    ([1.0], TypeError, "got float 1.0"),
+    ([True, False], TypeError, "got bool True"),
+    ("ab", TypeError, "must be a sequence of ints, got str"),
+    (5, TypeError, "must be a sequence of ints, got int"),
+    ([None], TypeError, "got NoneType None"),
+    ((i for i in [0, "x"]), TypeError, "got str 'x'"),  # a generator: named, not a StopIteration
+    ((i for i in [0, 9]), ValueError, r"token id 9 is outside the vocabulary \[0, 3\)"),
+])
+def test_decode_rejects_what_is_not_an_id(ids, error, message):
+    tok = CharTokenizer.train("abc")
+    with pytest.raises(error, match=message):
+        tok.decode(ids)
+
+
+def test_decode_rejects_float_bool_and_2d_arrays():
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    tok = CharTokenizer.train("abc")
+    for ids in (torch.tensor([1.0, 2.0]), torch.tensor([True, False]), np.array([1.7]), np.array([True])):
+        with pytest.raises(TypeError, match="must have an integer dtype, got .* of dtype"):
+            tok.decode(ids)
+    with pytest.raises(ValueError, match=r"must be 1-D, got shape \(1, 2\)"):
+        tok.decode(torch.tensor([[1, 2]]))
+    with pytest.raises(ValueError, match=r"must be 1-D, got shape \(\)"):
+        tok.decode(torch.tensor(1))
