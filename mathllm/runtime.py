@@ -3,8 +3,10 @@
 Every chapter reads its sizes through :func:`pick`, so the same notebook runs a small
 configuration on a laptop CPU (and in CI) and the full one on a GPU, with no edits.
 The budget is chosen automatically (``full`` when CUDA is available, else ``small``) and
-overridden by one environment variable, ``MATHLLM_BUDGET``. This module is the only place
-in the package that reads an environment variable for configuration.
+overridden by one environment variable, ``MATHLLM_BUDGET``. A second one, ``MATHLLM_SEED`` (an
+integer, default 0), shifts every seed a chapter uses (:func:`seed`), so that every claim of the
+book can be checked on other random draws without an edit. This module is the only place in the
+package that reads an environment variable for configuration.
 
 Book: book/intro.md, section "The budget switch".
 """
@@ -79,18 +81,62 @@ def needs_grad_scaler(dtype: torch.dtype) -> bool:
 
 
 # ---------------------------------------------------------------------------- seeding
-def seed_everything(seed: int) -> torch.Generator:
+SEED_ENV = "MATHLLM_SEED"
+SEED_STRIDE = 1_000_003  # a prime: shifted seeds of one run never coincide with another run's small seeds
+
+
+def seed_offset() -> int:
+    """``MATHLLM_SEED`` as an int (0 when unset): which draw of the book's randomness to run."""
+    raw = os.environ.get(SEED_ENV, "").strip()
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{SEED_ENV}={raw!r} is not a seed: expected a non-negative integer") from None
+    if value < 0:
+        raise ValueError(f"{SEED_ENV}={raw!r} is not a seed: expected a non-negative integer")
+    return value
+
+
+def seed(n: int) -> int:
+    """The seed a chapter should use where it writes ``n``: ``n`` itself unless ``MATHLLM_SEED`` is set.
+
+    With ``MATHLLM_SEED=k`` every seed becomes ``n + k * SEED_STRIDE``: each chapter's random
+    streams stay distinct from one another, and the whole book runs on a different draw.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"seed must be a non-negative int, got {n!r}")
+    k = seed_offset()
+    return n if k == 0 else n + k * SEED_STRIDE
+
+
+def generator(n: int, device: torch.device | str | None = None) -> torch.Generator:
+    """A torch Generator seeded with :func:`seed` ``(n)``, on ``device`` (the CPU by default)."""
+    g = torch.Generator() if device is None else torch.Generator(device=device)
+    return g.manual_seed(seed(n))
+
+
+def manual_seed(n: int) -> torch.Generator:
+    """``torch.manual_seed(seed(n))``: seed torch's global generators (CPU and every CUDA device)."""
+    return torch.manual_seed(seed(n))
+
+
+def seed_everything(n: int, *, shift: bool = True) -> torch.Generator:
     """Seed Python's, NumPy's and torch's (CPU and CUDA) generators; return a fresh torch Generator.
 
+    The seed is :func:`seed` ``(n)`` (shifted by ``MATHLLM_SEED``) unless ``shift=False``, which a
+    program with its own ``--seed`` option uses so that the number it was given is the one used.
     The returned generator is seeded with the same value; pass it to functions that take a
     ``generator=`` argument to keep their randomness independent of everything else.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-    return torch.Generator().manual_seed(seed)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"seed must be a non-negative int, got {n!r}")
+    value = seed(n) if shift else n
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)  # also seeds every CUDA device
+    return torch.Generator().manual_seed(value)
 
 
 # ---------------------------------------------------------------------------- budget
@@ -118,4 +164,7 @@ def pick(*, small, full):
 def describe() -> str:
     """One line saying what this runtime will use, for the top of each chapter."""
     dev = get_device()
-    return f"torch {torch.__version__} | device {dev} | autocast {str(autocast_dtype(dev)).replace('torch.', '')} | budget {budget()}"
+    line = (f"torch {torch.__version__} | device {dev} | "
+            f"autocast {str(autocast_dtype(dev)).replace('torch.', '')} | budget {budget()}")
+    k = seed_offset()
+    return line if k == 0 else f"{line} | {SEED_ENV}={k}"

@@ -83,3 +83,30 @@ def test_describe_names_device_and_budget(monkeypatch):
     monkeypatch.setenv(runtime.BUDGET_ENV, "small")
     line = runtime.describe()
     assert "device cpu" in line and "budget small" in line and torch.__version__ in line
+
+
+def test_seed_switch_shifts_every_seed_and_is_the_identity_when_unset(monkeypatch):
+    monkeypatch.delenv("MATHLLM_SEED", raising=False)
+    assert runtime.seed_offset() == 0 and runtime.seed(7) == 7
+    a = torch.randn(3, generator=runtime.generator(7))
+    assert torch.equal(a, torch.randn(3, generator=torch.Generator().manual_seed(7)))   # bit for bit as before
+    monkeypatch.setenv("MATHLLM_SEED", "2")
+    assert runtime.seed_offset() == 2 and runtime.seed(7) == 7 + 2 * runtime.SEED_STRIDE
+    b = torch.randn(3, generator=runtime.generator(7))
+    assert not torch.equal(a, b)                               # another draw...
+    assert torch.equal(b, torch.randn(3, generator=runtime.generator(7)))   # ...that repeats
+    assert runtime.seed(0) != runtime.seed(1)                  # a chapter's streams stay distinct
+    runtime.seed_everything(7)
+    c = torch.randn(3)
+    runtime.manual_seed(7)
+    assert torch.equal(c, torch.randn(3))
+    runtime.seed_everything(7, shift=False)                    # a program's own --seed is used as given
+    assert torch.equal(torch.randn(3), a)
+    assert "MATHLLM_SEED=2" in runtime.describe()
+
+
+@pytest.mark.parametrize("raw", ["-1", "one", "1.5"])
+def test_seed_switch_rejects_what_is_not_a_seed(monkeypatch, raw):
+    monkeypatch.setenv("MATHLLM_SEED", raw)
+    with pytest.raises(ValueError, match="MATHLLM_SEED"):
+        runtime.seed(0)
