@@ -123,9 +123,12 @@ def test_lbfgs_follows_torch_lbfgs_iterate_for_iterate(line_search, problem):
 def test_lbfgs_wolfe_reaches_torchs_minimum():
     f = MLPRegression.sine(weight_decay=1e-3, generator=torch.Generator().manual_seed(0))
     x0 = f.init(torch.Generator().manual_seed(1))
-    ours = lbfgs(f, x0, history=10, tol=1e-6, max_iter=3000)
+    # tol 1e-5, not 1e-6: the MLP's flattest Hessian eigenvalue is ~3e-4, and below a gradient entry
+    # of ~3e-6 L-BFGS creeps for 500-2000 iterations depending on the CPU's rounding (issue 13).
+    tol = 1e-5
+    ours = lbfgs(f, x0, history=10, tol=tol, max_iter=3000)
     p = x0.clone().requires_grad_()
-    opt = torch.optim.LBFGS([p], lr=1.0, max_iter=3000, max_eval=10 ** 6, history_size=10, tolerance_grad=1e-6,
+    opt = torch.optim.LBFGS([p], lr=1.0, max_iter=3000, max_eval=10 ** 6, history_size=10, tolerance_grad=tol,
                             tolerance_change=0, line_search_fn="strong_wolfe")
 
     def closure():
@@ -134,8 +137,15 @@ def test_lbfgs_wolfe_reaches_torchs_minimum():
         loss.backward()
         return loss
     opt.step(closure)
-    assert ours.converged and ours.fun == pytest.approx(f(p).item(), rel=1e-7)
-    assert 0.5 < ours.iterations / opt.state[p]["n_iter"] < 2
+    assert ours.converged
+    assert opt.state[p]["n_iter"] < 3000                                  # torch stopped by its tolerance too
+    # Both stopped with |g|_inf <= tol near the same local minimum. With mu the smallest Hessian
+    # eigenvalue there, strong convexity bounds each gap f - f* by |g|_2^2 / (2 mu) <= n tol^2 / (2 mu).
+    mu = torch.linalg.eigvalsh(torch.autograd.functional.hessian(f, ours.path[-1]))[0].item()
+    assert mu > 0                                                         # a strict local minimum
+    gap = x0.numel() * tol ** 2 / (2 * mu)
+    assert abs(ours.fun - f(p).item()) <= 2 * gap
+    assert 0.25 < ours.iterations / opt.state[p]["n_iter"] < 4
 
 
 def test_wolfe_line_search_satisfies_both_conditions():
