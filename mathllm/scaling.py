@@ -52,11 +52,13 @@ def _check_positive_values(x, name: str):
     return x
 
 
-def _check_fields_positive(obj) -> None:
+def _check_fields_positive(obj, may_be_zero: tuple[str, ...] = ()) -> None:
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{type(obj).__name__}.{f.name} must be a finite number > 0, got {value!r}")
+        floor_ok = value >= 0 if f.name in may_be_zero else value > 0
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not floor_ok:
+            bound = ">= 0" if f.name in may_be_zero else "> 0"
+            raise ValueError(f"{type(obj).__name__}.{f.name} must be a finite number {bound}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------- compute
@@ -141,7 +143,7 @@ class ChinchillaLaw:
     beta: float = 0.28
 
     def __post_init__(self):
-        _check_fields_positive(self)
+        _check_fields_positive(self, may_be_zero=("E",))  # E = 0: no irreducible loss (a fit at its bound)
 
     @classmethod
     def hoffmann2022(cls) -> "ChinchillaLaw":
@@ -358,7 +360,9 @@ def fit_chinchilla(N, D, L, *, n_starts: int = 5, max_iter: int = 200, tol: floa
                       "the standard errors are unreliable")
     cov = torch.zeros(5, 5, dtype=torch.float64)
     cov[free[:, None], free] = s2 * torch.linalg.inv(H)
-    law = ChinchillaLaw(E=float(theta[0].exp()), A=float(theta[1].exp()), B=float(theta[2].exp()),
+    # At the bound, log E ran off towards -inf: exp() of it may be a denormal or exactly 0.0,
+    # depending on how far the iterations went on this CPU. Report the bound itself.
+    law = ChinchillaLaw(E=0.0 if E_at_zero else float(theta[0].exp()), A=float(theta[1].exp()), B=float(theta[2].exp()),
                         alpha=float(theta[3]), beta=float(theta[4]))
     return ScalingFit(law=law, theta=theta, cov=cov, sigma=math.sqrt(s2), rss=rss, n_points=len(L), iterations=its,
                       E_at_zero=E_at_zero)

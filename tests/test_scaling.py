@@ -298,3 +298,25 @@ def test_bad_input():
     with pytest.raises(ValueError, match="widths and steps must both be non-empty"):
         sweep(TrainConfig(out_dir="", progress=False), None, widths=[], steps=[10])
     assert isinstance(fit_chinchilla(N, D, L), ScalingFit)
+
+
+def test_fit_whose_log_E_underflows_reports_E_zero(monkeypatch):
+    """On some CPUs the iterations push log E so far that exp(log E) is exactly 0.0 (issue 13): the
+    fit must report the bound E = 0, not raise from ChinchillaLaw's validation."""
+    import mathllm.scaling as scaling
+
+    real = scaling._levenberg_marquardt
+
+    def far(theta0, *args):
+        theta, rss, its = real(theta0, *args)
+        theta = theta.clone()
+        theta[0] = -800.0                      # exp(-800) == 0.0 in float64
+        return theta, rss, its
+
+    monkeypatch.setattr(scaling, "_levenberg_marquardt", far)
+    law = ChinchillaLaw(E=1e-9, A=30.0, B=400.0, alpha=0.3, beta=0.35)
+    fit = fit_chinchilla(*synthetic(law, 0.005, 6))
+    assert fit.E_at_zero and fit.law.E == 0.0
+    assert ChinchillaLaw(E=0.0, A=1.0, B=1.0, alpha=0.3, beta=0.3).loss(1e6, 1e9) > 0
+    with pytest.raises(ValueError, match=r"E must be a finite number >= 0"):
+        ChinchillaLaw(E=-1.0)
