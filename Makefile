@@ -6,7 +6,7 @@ BIN   := $(VENV)/bin
 # The team's machines take the local CPU wheel with TORCH=torch==2.13.0 (see CONTRIBUTING.md).
 TORCH ?= torch>=2.4
 
-.PHONY: install test book clean mutants
+.PHONY: install test book test-numerics clean mutants
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ book: install
 # pass MUTANTS_ARGS="--chapter 06" (or --tests-only, --jobs 2) to run a part.
 mutants: install
 	OMP_NUM_THREADS=1 $(BIN)/python tools/mutants.py $(MUTANTS_ARGS)
+
+# The numerics matrix: notebooks and the tests marked `numerics` under other kernel paths, thread
+# counts and seeds (tools/numerics_matrix.py; CONTRIBUTING.md, "The numerics matrix").
+test-numerics: install
+	$(BIN)/python tools/numerics_matrix.py $(CONFIGS)
 
 clean:
 	rm -rf _build

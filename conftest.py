@@ -30,11 +30,21 @@ def shakespeare_available() -> bool:
     return bool(d) and (pathlib.Path(d) / "tinyshakespeare.txt").is_file()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every notebook cell is numerics-sensitive (trained models, fits, sampled text): mark them so
+    `pytest -m numerics` runs the chapters beside the unit tests marked by hand."""
+    for item in items:
+        if item.nodeid.split("::")[0].endswith(".ipynb"):
+            item.add_marker(pytest.mark.numerics)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Every test runs torch on one thread, restored afterwards: the tests use tiny tensors, for which
-    one thread is faster, and on a busy 2-core machine two threads were measured 7-20x slower."""
+    """Every test runs torch on OMP_NUM_THREADS threads (one when unset), restored afterwards: the
+    tests use tiny tensors, for which one thread is faster, and on a busy 2-core machine two threads
+    were measured 7-20x slower. The numerics matrix sets OMP_NUM_THREADS=2 to check the other
+    reduction order."""
     n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
     yield
     torch.set_num_threads(n)
