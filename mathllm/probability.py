@@ -99,7 +99,9 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor, base: float | None = None) -
     """KL(p || q) = sum_i p_i log(p_i / q_i) >= 0, zero only when p = q: (..., V) -> (...).
 
     Computed directly (not as a difference), so ``cross_entropy(p, q) == entropy(p) + kl_divergence(p, q)``
-    is a check, not a tautology.
+    is a check, not a tautology. Argument order: the reference distribution ``p`` first, as in the
+    notation KL(p || q). :func:`mathllm.losses.kl_divergence` ``(logits, target_probs)`` is the loss
+    form, model first as in ``F.kl_div``: it equals ``kl_divergence(target_probs, softmax(logits))``.
     """
     check_distribution(p, "p"), check_distribution(q, "q"), _check_same_shape(p, q)
     terms = torch.special.xlogy(p, p) - torch.special.xlogy(p, q)  # p log p - p log q, 0 where p = 0

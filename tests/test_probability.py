@@ -318,3 +318,15 @@ def test_binomial_generating_function_branch_is_the_finite_sum():
     for nv in range(1, 7):
         explicit = sum(sp.binomial(nv, j) * (p * t) ** j * (1 - p) ** (nv - j) for j in range(nv + 1))
         assert sp.expand(explicit - closed.subs(n, nv)) == 0
+
+
+def test_the_two_kl_divergences_are_one_quantity_in_opposite_argument_orders():
+    """losses.kl_divergence(logits, q) = KL(q || softmax(logits)) = probability.kl_divergence(q, softmax(logits))."""
+    from mathllm import losses
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    q = torch.softmax(torch.randn(4, 6, generator=g, dtype=torch.float64), -1)
+    torch.testing.assert_close(losses.kl_divergence(z, q, reduction="none"), P.kl_divergence(q, torch.softmax(z, -1)),
+                               rtol=1e-12, atol=1e-12)  # float64: rounding only
+    with pytest.raises(ValueError, match="q must sum to 1"):
+        P.kl_divergence(q, torch.full((4, 6), 0.5, dtype=torch.float64))
