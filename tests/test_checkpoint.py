@@ -1,4 +1,6 @@
 """Checkpoints: exact round trips, atomic writes, keep-last-k, and clear errors for damaged files."""
+import errno
+import os
 import random
 import signal
 import subprocess
@@ -10,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from mathllm.checkpoint import (CheckpointError, capture_rng, checkpoint_path, digest, latest_checkpoint,
-                                list_checkpoints, load_checkpoint, restore_rng, save_checkpoint)
+from mathllm.checkpoint import (BEST_NAME, CheckpointError, capture_rng, checkpoint_path, digest, latest_checkpoint,
+                                list_checkpoints, load_checkpoint, load_latest_good, remove_stale_temp_files,
+                                restore_rng, save_checkpoint, temp_path, write_checkpoint)
 
 
 def _state(seed=0):
@@ -182,3 +185,66 @@ def test_rng_state_survives_a_checkpoint(tmp_path):
     expected = (random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist())
     restore_rng(load_checkpoint(path)["rng"])
     assert (random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist()) == expected
+
+
+# ---------------------------------------------------------------------------- issue 15
+def test_empty_checkpoint_is_a_clear_error(tmp_path):
+    save_checkpoint(_state(1), tmp_path, 10)
+    (tmp_path / "ckpt_00000020.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"ckpt_00000020\.pt is empty \(0 bytes\).*newest good .*ckpt_00000010"):
+        load_checkpoint(tmp_path / "ckpt_00000020.pt")
+
+
+def test_load_latest_good_falls_back_with_a_warning(tmp_path):
+    save_checkpoint(_state(1), tmp_path, 10)
+    save_checkpoint(_state(2), tmp_path, 20)
+    (tmp_path / "ckpt_00000030.pt").write_bytes(b"")
+    bad = tmp_path / "ckpt_00000020.pt"
+    bad.write_bytes(bad.read_bytes()[:100])
+    seen = []
+    path, state = load_latest_good(tmp_path, warn=seen.append)
+    assert path.name == "ckpt_00000010.pt" and state["step"] == 7
+    assert len(seen) == 2 and "ckpt_00000030.pt is empty" in seen[0] and "ckpt_00000020.pt cannot be read" in seen[1]
+    assert load_latest_good(tmp_path / "nothing") is None
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_checkpoints_get_the_usual_file_mode(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = save_checkpoint(_state(), tmp_path, 1)
+        best = write_checkpoint(_state(), tmp_path / BEST_NAME)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode and best.stat().st_mode & 0o777 == mode
+
+
+def test_save_removes_stale_temporary_files_of_ours_only(tmp_path):
+    ours = [temp_path(tmp_path / "ckpt_00000003.pt").name, temp_path(tmp_path / BEST_NAME).name,
+            "ckpt_00000002.pt.a1b2_c3d.tmp"]
+    theirs = ["ckpt_00000002.pt.tmp", "data.0123456789ab.tmp", "metrics.jsonl.0123456789ab.tmp", "x.tmp"]
+    for name in ours + theirs:
+        (tmp_path / name).write_bytes(b"partial")
+    save_checkpoint(_state(), tmp_path, 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(theirs + ["ckpt_00000004.pt"])
+    assert remove_stale_temp_files(tmp_path, ("metrics.jsonl",)) == [tmp_path / "metrics.jsonl.0123456789ab.tmp"]
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_full_disk_is_an_os_error_naming_the_checkpoint(tmp_path, monkeypatch, wrapped):
+    save_checkpoint(_state(1), tmp_path, 1)
+
+    def full_disk(obj, f):
+        f.write(b"some bytes")
+        if not wrapped:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as e:  # torch.save's own wrapping of the writer's error
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0") from e
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"cannot write .*ckpt_00000002\.pt: No space left on device") as e:
+        save_checkpoint(_state(2), tmp_path, 2)
+    assert e.value.errno == errno.ENOSPC
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt_00000001.pt"]  # no temporary file, the old one intact

@@ -254,6 +254,32 @@ def test_fine_tune_trainer(tmp_path, lora):
     assert unchanged == (lora is not None)  # LoRA trains the adapters only; full fine-tuning moves the weights
 
 
+@pytest.mark.parametrize("lora", [None, LoRAConfig(rank=2, targets=ALL)])
+def test_fine_tune_resumes_exactly(tmp_path, lora):
+    """A fine-tuning run (full or LoRA) stopped after 3 steps and resumed from its checkpoint equals an
+    uninterrupted one: the base weights and adapters are rebuilt before the checkpoint loads."""
+    model = tiny_gpt(dtype=torch.float32)
+    data = token_data(tmp_path)
+
+    def config(name, **kw):
+        return TrainConfig(batch_size=4, max_steps=6, lr=1e-2, min_lr=1e-3, warmup_steps=1, eval_interval=0,
+                           out_dir=str(tmp_path / name), progress=False, model=model.config, **kw)
+
+    straight = fine_tune_trainer(model, config("a"), data, lora, generator=torch.Generator().manual_seed(5))
+    straight.train()
+    first = fine_tune_trainer(model, config("b"), data, lora, generator=torch.Generator().manual_seed(5))
+    first.train(steps=3)
+    torch.manual_seed(99)  # whatever happens in between must not matter
+    resumed = fine_tune_trainer(model, config("b", resume=True), data, lora, generator=torch.Generator().manual_seed(5))
+    assert resumed.step == 3
+    resumed.train()
+    assert resumed.losses == straight.losses and len(resumed.losses) == 6
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+
+
 def test_fine_tune_trainer_errors(tmp_path):
     model = tiny_gpt(dtype=torch.float32)
     config = TrainConfig(batch_size=4, max_steps=2, warmup_steps=1, eval_interval=0, out_dir="", progress=False)
