@@ -16,12 +16,15 @@ Book: :doc:`/notebooks/11_transformer`
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .transformer import GPT, GPTConfig
 
 # Hugging Face's activation names -> ours ("gelu_new" is the tanh approximation GPT-2 was trained with)
 ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
+GPT2_MODELS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")  # 124M, 355M, 774M, 1.5B parameters
 
 
 def gpt2_config(hf_config) -> GPTConfig:
@@ -41,9 +44,11 @@ def gpt2_config(hf_config) -> GPTConfig:
             raise ValueError(f"{flag}=True changes attention and is not supported")
     if not getattr(hf_config, "scale_attn_weights", True):
         raise ValueError("scale_attn_weights=False removes the 1/sqrt(hs) scaling and is not supported")
+    n_inner = getattr(hf_config, "n_inner", None)  # None: 4 n_embd, as ours
     return GPTConfig(vocab_size=hf_config.vocab_size, block_size=hf_config.n_positions, n_layer=hf_config.n_layer,
                      n_head=hf_config.n_head, n_embd=hf_config.n_embd, dropout=0.0, bias=True,
-                     mlp=ACTIVATIONS[act], norm="layernorm", prenorm=True, positions="learned", tie_weights=True)
+                     mlp=ACTIVATIONS[act], norm="layernorm", prenorm=True, positions="learned", tie_weights=True,
+                     d_ff=None if n_inner in (None, 4 * hf_config.n_embd) else n_inner)
 
 
 def convert_gpt2_state_dict(sd_hf: dict[str, torch.Tensor], n_layer: int) -> dict[str, torch.Tensor]:
@@ -101,12 +106,26 @@ def load_gpt2_state_dict(model: GPT, sd_hf: dict[str, torch.Tensor]) -> GPT:
     return model
 
 
-def load_pretrained_gpt2(name_or_path: str = "gpt2") -> GPT:
+def load_pretrained_gpt2(name_or_path: str | os.PathLike = "gpt2") -> GPT:
     """Build :class:`GPT` from a Hugging Face GPT-2 checkpoint: ``"gpt2"`` (124M), ``"gpt2-medium"``, ...,
-    or a local folder written by ``save_pretrained``. Needs ``transformers`` and, for a name, the network.
+    or a local folder written by ``save_pretrained``. Needs ``transformers`` and, for a name, the network
+    the first time (``transformers`` caches the download, by default in ``~/.cache/huggingface``).
+    Also :meth:`GPT.from_pretrained <mathllm.transformer.GPT.from_pretrained>`.
     """
-    from transformers import GPT2LMHeadModel  # optional dependency, imported only here
-
-    hf = GPT2LMHeadModel.from_pretrained(name_or_path)
+    is_name = isinstance(name_or_path, str) and name_or_path in GPT2_MODELS
+    if not is_name and not os.path.isdir(name_or_path):
+        raise ValueError(f"{str(name_or_path)!r} is neither one of {GPT2_MODELS} nor a folder written by save_pretrained")
+    try:
+        from transformers import GPT2LMHeadModel  # optional dependency, imported only here
+    except ImportError as e:
+        raise ImportError("loading GPT-2's weights needs transformers: pip install 'mathllm[hf]'") from e
+    try:
+        hf = GPT2LMHeadModel.from_pretrained(name_or_path)
+    except OSError as e:
+        if not is_name:
+            raise
+        raise OSError(f"could not load {name_or_path!r} ({e}). Offline, load it once online (transformers then keeps "
+                      f"it in its cache; HF_HUB_OFFLINE=1 reads only the cache), or pass the path of a folder "
+                      f"written by GPT2LMHeadModel.save_pretrained.") from e
     model = GPT(gpt2_config(hf.config))
     return load_gpt2_state_dict(model, hf.state_dict()).eval()

@@ -81,7 +81,8 @@ def rope_matrix(m: int, hs: int, base: float = 10000.0) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str = "pairs") -> torch.Tensor:
-    """Rotate ``x`` (..., T, hs) by angles given as ``cos``, ``sin`` of shape (T, hs/2).
+    """Rotate ``x`` (..., T, hs) by angles given as ``cos``, ``sin`` of shape (T, hs/2), or any shape
+    (..., T, hs/2) that broadcasts against ``x`` (one position per row: :meth:`RoPE.forward`).
 
     ``layout="pairs"`` rotates dimensions (2i, 2i+1) as in RoFormer; ``layout="half"`` rotates
     (i, i + hs/2) as in Llama-style code. Returns a tensor of the shape and dtype of ``x``.
@@ -113,10 +114,13 @@ def pairs_to_half(hs: int) -> torch.Tensor:
 class RoPE(nn.Module):
     """Rotary position embedding for queries and keys of head size ``hs``.
 
-    ``RoPE(hs, max_len)(x, offset)`` rotates ``x`` of shape (B, nh, T, hs) as if its rows sat at
-    positions ``offset .. offset + T - 1`` (the offset is the length of a KV cache during
-    generation). cos and sin are precomputed for ``max_len`` positions and kept as buffers
-    that are not saved in the state dict.
+    ``RoPE(hs, max_len)(x, offset)`` rotates ``x`` of shape (..., T, hs), any leading dimensions
+    such as (B, nh), as if its rows sat at positions ``offset .. offset + T - 1`` (the offset is the
+    length of a KV cache during generation). ``positions=`` gives each row its own position
+    instead: an integer tensor of shape (T,) or (..., T) that broadcasts against ``x``'s leading
+    dimensions, e.g. (B, 1, T) for (B, nh, T, hs) (packed sequences, left padding). ``base`` is
+    RoPE's theta (``GPTConfig.rope_theta``). cos and sin are precomputed for ``max_len``
+    positions and kept as buffers that are not saved in the state dict.
     """
 
     def __init__(self, hs: int, max_len: int = 2048, base: float = 10000.0, layout: str = "pairs"):
@@ -130,14 +134,31 @@ class RoPE(nn.Module):
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
-    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, offset: int = 0, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (..., T, hs) -> rotated (..., T, hs); rows at ``offset + t`` or at ``positions`` (..., T)."""
         check_tensor(x, "x")
-        T, hs = x.shape[-2], x.shape[-1]
-        if hs != self.hs:
-            raise ValueError(f"x must have head size {self.hs} in its last dimension, got shape {tuple(x.shape)}")
-        if offset < 0 or offset + T > self.max_len:
-            raise ValueError(f"positions {offset}..{offset + T - 1} do not fit in max_len={self.max_len}")
-        return apply_rope(x, self.cos[offset:offset + T], self.sin[offset:offset + T], self.layout)
+        if x.dim() < 2 or x.shape[-1] != self.hs:
+            raise ValueError(f"x must have shape (..., T, hs) with head size {self.hs} in its last dimension, "
+                             f"got shape {tuple(x.shape)}")
+        T = x.shape[-2]
+        if positions is None:
+            if isinstance(offset, bool) or not isinstance(offset, int):
+                raise TypeError(f"offset must be an int, got {type(offset).__name__}")
+            if offset < 0 or offset + T > self.max_len:
+                raise ValueError(f"positions {offset}..{offset + T - 1} do not fit in max_len={self.max_len}")
+            return apply_rope(x, self.cos[offset:offset + T], self.sin[offset:offset + T], self.layout)
+        if offset != 0:
+            raise ValueError("give either offset or positions, not both")
+        check_tensor(positions, "positions")
+        if positions.dtype.is_floating_point or positions.dtype == torch.bool or positions.dim() == 0 \
+                or positions.shape[-1] != T:
+            raise ValueError(f"positions must be an integer tensor of shape (..., T) with T={T}, "
+                             f"got {positions.dtype} of shape {tuple(positions.shape)}")
+        if not torch.compiler.is_compiling() and positions.numel() and \
+                (int(positions.min()) < 0 or int(positions.max()) >= self.max_len):
+            raise ValueError(f"positions must be in [0, {self.max_len}), got {int(positions.min())}..{int(positions.max())}")
+        cos, sin = self.cos[positions], self.sin[positions]  # (..., T) -> (..., T, hs/2)
+        return apply_rope(x, cos, sin, self.layout)  # broadcasts (..., T, hs/2) against x's (..., T, hs/2)
 
     def extra_repr(self) -> str:
         return f"hs={self.hs}, max_len={self.max_len}, base={self.base}, layout={self.layout!r}"

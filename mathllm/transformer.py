@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from .attention import KVCache
 from .checks import check_ids, check_positive_int, check_shape, check_tensor
 from .generate import generate
-from .layers import MLPS, NORMS, Block, make_norm, mlp_hidden
+from .layers import MLPS, NORMS, Block, FeedForward, make_norm, mlp_hidden
 from .positional import RoPE, sinusoidal_encoding
 
 POSITIONS = ("learned", "sinusoidal", "rope")
@@ -63,10 +63,17 @@ class GPTConfig:
     positions: str = "learned"  # "learned" (GPT-2), "sinusoidal" (fixed), "rope" (rotary, in attention)
     tie_weights: bool = True    # output head = token embedding matrix (Press & Wolf 2017)
     attn_impl: str = "sdpa"     # "sdpa": torch's fused kernel; "manual": the formula written out
+    d_ff: int | None = None     # MLP width H; None: 4C (SwiGLU 8C/3 rounded up to 8). GPT-2's n_inner
+    rope_theta: float = 10000.0  # RoPE base: theta_i = rope_theta^(-2i/hs) (RoFormer; Llama 3 uses 500000)
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             check_positive_int(getattr(self, name), name)
+        if self.d_ff is not None:
+            check_positive_int(self.d_ff, "d_ff")
+        if isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, (int, float)) \
+                or not 1.0 < self.rope_theta < math.inf:
+            raise ValueError(f"rope_theta must be a finite number > 1 (the base of the RoPE frequencies), got {self.rope_theta!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
@@ -80,6 +87,11 @@ class GPTConfig:
             raise ValueError(f"positions='rope' rotates pairs of dimensions: head size n_embd // n_head = {hs} must be even")
         if self.positions == "sinusoidal" and self.n_embd % 2:
             raise ValueError(f"positions='sinusoidal' needs an even n_embd, got {self.n_embd}")
+
+    @property
+    def ff_width(self) -> int:
+        """The MLP's hidden width H: ``d_ff``, or the default for ``mlp`` when it is None."""
+        return mlp_hidden(self.n_embd, self.mlp) if self.d_ff is None else self.d_ff
 
     @classmethod
     def tiny(cls, **overrides) -> "GPTConfig":
@@ -108,7 +120,7 @@ def param_count(config: GPTConfig) -> int:
     positions, the final norm (pre-norm only) and V C for an untied head.
     """
     C, L, V = config.n_embd, config.n_layer, config.vocab_size
-    H = mlp_hidden(C, config.mlp)
+    H = config.ff_width
     norm = 2 * C if config.norm == "layernorm" and config.bias else C
     attn = 4 * C * C + (4 * C if config.bias else 0)
     if config.mlp == "swiglu":
@@ -127,7 +139,7 @@ def matmul_params(config: GPTConfig) -> int:
 
     Embedding lookups, biases and norm gains do no matmul; the tied matrix E counts once, as the head.
     """
-    C, H = config.n_embd, mlp_hidden(config.n_embd, config.mlp)
+    C, H = config.n_embd, config.ff_width
     return config.n_layer * (4 * C * C + (3 if config.mlp == "swiglu" else 2) * C * H) + config.vocab_size * C
 
 
@@ -201,17 +213,31 @@ class GPT(nn.Module):
         self.position_embedding = nn.Embedding(c.block_size, c.n_embd) if c.positions == "learned" else None
         if c.positions == "sinusoidal":
             self.register_buffer("sinusoid", sinusoidal_encoding(c.block_size, c.n_embd), persistent=False)
-        rope = RoPE(c.n_embd // c.n_head, max_len=c.block_size) if c.positions == "rope" else None
+        rope = RoPE(c.n_embd // c.n_head, max_len=c.block_size, base=c.rope_theta) if c.positions == "rope" else None
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             Block(c.n_embd, c.n_head, causal=True, mlp=c.mlp, norm=c.norm, prenorm=c.prenorm, bias=c.bias,
                   dropout=c.dropout, attn_impl=c.attn_impl, rope=rope) for _ in range(c.n_layer))
+        if c.d_ff is not None:  # Block builds the default width; give each block an MLP of width d_ff
+            for block in self.blocks:
+                block.mlp = FeedForward(c.n_embd, kind=c.mlp, hidden=c.d_ff, bias=c.bias, dropout=c.dropout)
         # post-norm blocks end in a norm already; pre-norm leaves the stream unnormalised
         self.norm_f = make_norm(c.norm, c.n_embd, bias=c.bias) if c.prenorm else nn.Identity()
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         gpt2_init_(self, n_residual=2 * c.n_layer)
         if c.tie_weights:
             self.lm_head.weight = self.token_embedding.weight  # one (V, C) matrix, read and written
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = "gpt2") -> "GPT":
+        """GPT-2 with OpenAI's weights: ``"gpt2"`` (124M), ``"gpt2-medium"`` (355M), ``"gpt2-large"`` (774M),
+        ``"gpt2-xl"`` (1.5B) from the Hugging Face Hub (cached by ``transformers``), or the path of a folder
+        written by ``save_pretrained``. In eval mode; see :mod:`mathllm.gpt2_weights`.
+
+        Book: :doc:`/notebooks/11_transformer`
+        """
+        from .gpt2_weights import load_pretrained_gpt2  # needs transformers, imported only here
+        return load_pretrained_gpt2(name_or_path)
 
     # ------------------------------------------------------------------ counting
     def num_params(self, non_embedding: bool = True) -> int:

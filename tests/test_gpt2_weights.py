@@ -87,3 +87,66 @@ def test_bad_inputs_are_named():
         gpt2_config(transformers.GPT2Config(layer_norm_epsilon=1e-3))
     with pytest.raises(ValueError, match="activation_function='silu' has no counterpart"):
         gpt2_config(transformers.GPT2Config(activation_function="silu"))
+
+
+# ---------------------------------------------------------------------------- GPT.from_pretrained
+@pytest.mark.parametrize("size", SIZES[:2])
+def test_gpt_from_pretrained_local_folder(tmp_path, size):
+    """One call: a save_pretrained folder of a random small GPT2LMHeadModel -> our GPT, same logits,
+    and greedy generation identical with and without the KV cache and to transformers' own."""
+    hf = _hf(6, **size)
+    hf.save_pretrained(tmp_path)
+    ours = GPT.from_pretrained(str(tmp_path))
+    assert isinstance(ours, GPT) and not ours.training
+    idx = torch.randint(0, 97, (3, 40), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx)[0], hf(idx).logits, rtol=1e-5, atol=1e-5)
+    prompt = idx[:2, :6]
+    cached = ours.generate(prompt, 24, temperature=0.0, use_cache=True)
+    uncached = ours.generate(prompt, 24, temperature=0.0, use_cache=False)
+    ref = hf.generate(prompt, max_new_tokens=24, do_sample=False, attention_mask=torch.ones_like(prompt), pad_token_id=0)
+    assert torch.equal(cached, uncached) and torch.equal(cached, ref)
+
+
+def test_from_pretrained_takes_a_path_object_and_n_inner(tmp_path):
+    cfg = transformers.GPT2Config(vocab_size=50, n_positions=16, n_layer=2, n_head=2, n_embd=16, n_inner=24,
+                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    torch.manual_seed(8)
+    hf = transformers.GPT2LMHeadModel(cfg).eval()
+    hf.save_pretrained(tmp_path)
+    ours = GPT.from_pretrained(tmp_path)
+    assert ours.config.d_ff == 24 and ours.blocks[0].mlp.fc.out_features == 24
+    assert ours.num_params(non_embedding=False) == sum(p.numel() for p in hf.parameters())
+    idx = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx)[0], hf(idx).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_from_pretrained_refuses_unknown_names(tmp_path):
+    with pytest.raises(ValueError, match=r"'gpt3' is neither one of \('gpt2', 'gpt2-medium'"):
+        GPT.from_pretrained("gpt3")
+    with pytest.raises(ValueError, match="nor a folder written by save_pretrained"):
+        GPT.from_pretrained(str(tmp_path / "missing"))
+
+
+def test_from_pretrained_offline_says_what_to_do(monkeypatch):
+    """No network and nothing cached (transformers' OSError, stubbed here): the error says how to supply the weights."""
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+    monkeypatch.setattr(transformers.GPT2LMHeadModel, "from_pretrained", offline)
+    with pytest.raises(OSError, match=r"could not load 'gpt2-medium' .*HF_HUB_OFFLINE=1.*save_pretrained"):
+        GPT.from_pretrained("gpt2-medium")
+
+
+@pytest.mark.parametrize("mlp", ["gelu", "swiglu"])
+def test_d_ff_sets_the_mlp_width(mlp):
+    from mathllm.layers import mlp_hidden
+    from mathllm.transformer import param_count
+    c = GPTConfig.tiny(mlp=mlp, d_ff=40)
+    model = GPT(c)
+    assert c.ff_width == 40 and all(b.mlp.fc.out_features == 40 == b.mlp.proj.in_features for b in model.blocks)
+    assert param_count(c) == sum(p.numel() for p in model.parameters())
+    default = GPTConfig.tiny(mlp=mlp)
+    assert default.d_ff is None and default.ff_width == mlp_hidden(32, mlp) == GPT(default).blocks[0].mlp.fc.out_features
+    with pytest.raises(ValueError, match="d_ff must be a positive int, got 0"):
+        GPTConfig.tiny(d_ff=0)

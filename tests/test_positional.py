@@ -146,3 +146,67 @@ def test_positional_bad_input():
         RoPE(8, max_len=8)(torch.randn(4, 8), offset=6)
     with pytest.raises(ValueError, match="base must be > 0"):
         frequencies(8, base=0.0)
+
+
+# ---------------------------------------------------------------------------- leading dims, positions, theta
+def test_rope_any_leading_dimensions():
+    rope = RoPE(8, 32).double()
+    x = torch.randn(2, 3, 4, 5, 8, **D)  # (B, nh, extra, T, hs)
+    y = rope(x, offset=3)
+    torch.testing.assert_close(y[1, 2, 0], rope(x[1, 2, 0], offset=3), rtol=0, atol=0)  # (T, hs) alone
+    torch.testing.assert_close(y.reshape(-1, 5, 8), rope(x.reshape(-1, 5, 8), offset=3), rtol=0, atol=0)
+
+
+def test_rope_explicit_positions_equal_offsets():
+    rope = RoPE(8, 32).double()
+    x = torch.randn(2, 4, 6, 8, **D)  # (B, nh, T, hs)
+    torch.testing.assert_close(rope(x, positions=torch.arange(5, 11)), rope(x, offset=5), rtol=0, atol=0)
+    pos = torch.tensor([[0, 1, 2, 3, 4, 5], [7, 3, 0, 0, 1, 31]])  # one row of positions per sequence
+    y = rope(x, positions=pos[:, None, :])  # (B, 1, T) broadcasts over the heads
+    for b in range(2):
+        for t in range(6):
+            p = int(pos[b, t])
+            torch.testing.assert_close(y[b, :, t], rope(x[b, :, t:t + 1], offset=p)[:, 0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("theta", [10000.0, 500000.0, 1e6])
+def test_rope_theta_and_positions_match_transformers_llama(theta):
+    """Llama's rotary embedding with its rope_theta and per-sequence position_ids (left padding)."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
+    cfg = transformers.LlamaConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=4,
+                                   max_position_embeddings=128, rope_theta=theta)
+    rot = LlamaRotaryEmbedding(cfg)
+    q, k = torch.randn(2, 4, 7, 16), torch.randn(2, 4, 7, 16)
+    position_ids = torch.tensor([[0, 0, 0, 1, 2, 3, 4], [90, 91, 92, 93, 94, 95, 96]])
+    cos, sin = rot(q, position_ids)
+    q_ref, k_ref = apply_rotary_pos_emb(q, k, cos, sin)
+    rope = RoPE(16, 128, base=theta, layout="half")
+    torch.testing.assert_close(rope(q, positions=position_ids[:, None]), q_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rope(k, positions=position_ids[:, None]), k_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_gpt_config_rope_theta_reaches_attention():
+    from mathllm.transformer import GPT, GPTConfig
+    model = GPT(GPTConfig.tiny(positions="rope", rope_theta=500000.0))
+    rope = model.blocks[0].attn.rope
+    assert rope.base == 500000.0
+    torch.testing.assert_close(rope.cos, rope_angles(model.config.block_size, 16, 500000.0).cos().float())
+    assert GPT(GPTConfig.tiny(positions="rope")).blocks[0].attn.rope.base == 10000.0
+    with pytest.raises(ValueError, match="rope_theta must be a finite number > 1"):
+        GPTConfig(rope_theta=0.5)
+
+
+def test_rope_positions_bad_input():
+    rope = RoPE(8, 16)
+    x = torch.randn(2, 5, 8)
+    with pytest.raises(ValueError, match=r"positions must be in \[0, 16\), got 0..16"):
+        rope(x, positions=torch.tensor([0, 1, 2, 3, 16]))
+    with pytest.raises(ValueError, match="shape \\(\\.\\.\\., T\\) with T=5"):
+        rope(x, positions=torch.arange(4))
+    with pytest.raises(ValueError, match="integer tensor"):
+        rope(x, positions=torch.arange(5.0))
+    with pytest.raises(ValueError, match="either offset or positions"):
+        rope(x, offset=1, positions=torch.arange(5))
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., T, hs\)"):
+        rope(torch.randn(8))
