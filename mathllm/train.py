@@ -70,6 +70,14 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _optional(kind):
+    """The argument type of a field typed ``X | None``: ``none`` (or nothing) is None, anything else an X."""
+    def convert(text: str):
+        return None if text.strip().lower() in ("", "none") else kind(text)
+    convert.__name__ = kind.__name__  # argparse names the type in its error messages
+    return convert
+
+
 def _options(cls, skip=()):
     hints, comments = typing.get_type_hints(cls), field_comments(cls)
     for f in fields(cls):
@@ -97,6 +105,10 @@ def build_parser(preset: str = DEFAULT_PRESET) -> argparse.ArgumentParser:
         group = parser.add_argument_group(title)
         for name, kind, comment in _options(cls, skip):
             help_text = comment.replace("%", "%%")
+            args = typing.get_args(kind)
+            if type(None) in args and len(args) == 2:  # X | None: "none" gives None
+                kind = _optional(next(a for a in args if a is not type(None)))
+                help_text += " (none: None)"
             if kind is bool:
                 group.add_argument(f"--{name}", type=_parse_bool, nargs="?", const=True, default=defaults[name],
                                    metavar="BOOL", help=help_text)
