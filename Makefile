@@ -6,7 +6,7 @@ BIN   := $(VENV)/bin
 # The team's machines take the local CPU wheel with TORCH=torch==2.13.0 (see CONTRIBUTING.md).
 TORCH ?= torch>=2.4
 
-.PHONY: install test book test-numerics clean mutants
+.PHONY: install test book test-numerics clean mutants soak
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,11 @@ mutants: install
 # counts and seeds (tools/numerics_matrix.py; CONTRIBUTING.md, "The numerics matrix").
 test-numerics: install
 	$(BIN)/python tools/numerics_matrix.py $(CONFIGS)
+
+# The kill soak: a 500-step CPU run SIGKILLed 50 times at random moments and resumed each time must end
+# bitwise where an uninterrupted run ends (tools/kill_soak.py; a few minutes on 2 cores).
+soak: install
+	OMP_NUM_THREADS=1 $(BIN)/python tools/kill_soak.py --kills 50 --steps 500
 
 clean:
 	rm -rf _build
