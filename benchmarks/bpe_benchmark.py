@@ -7,11 +7,15 @@ Measures, best of ``--repeats`` runs each:
 * encoding throughput in MB/s of UTF-8 input: a fresh tokenizer (empty pre-token cache), a
   second pass (warm cache) and ``encode_iterable`` over the lines of the text;
 * the same for Hugging Face ``tokenizers`` (Rust, multithreaded) with the same GPT-2
-  pre-tokenizer, and the compression ratio (bytes per token) of both on the same text.
+  pre-tokenizer, and the compression ratio (bytes per token) of both on the same text;
+* with ``--gpt2 FOLDER`` (GPT-2's ``vocab.json`` and ``merges.txt``): encoding Tiny Shakespeare with
+  GPT-2's real vocabulary, mathllm against ``tiktoken`` and Hugging Face ``tokenizers`` built from
+  the same files, and whether the three give identical ids.
 
 Run from the repository root::
 
     MATHLLM_DATA_DIR=/path/to/data python benchmarks/bpe_benchmark.py [--repeats 3] [--naive]
+    python benchmarks/bpe_benchmark.py --gpt2 ../shared/data/gpt2 --only-gpt2
 
 Prints a Markdown table; the figures measured for the book are in benchmarks/README.md.
 """
@@ -46,14 +50,66 @@ def hf_tokenizer(text: str, vocab_size: int):
     return tok
 
 
+def gpt2_references(folder: str):
+    """tiktoken's GPT-2 encoding and a Hugging Face BPE tokenizer, both from ``folder``'s files (no download)."""
+    import json
+
+    import tiktoken
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from mathllm.gpt2_tokenizer import token_bytes
+    from mathllm.pretokenize import GPT2_SPLIT_PATTERN
+    with open(os.path.join(folder, "vocab.json"), encoding="utf-8") as f:
+        vocab = json.load(f)
+    ranks = {token_bytes(t): i for t, i in vocab.items() if t != "<|endoftext|>"}
+    tik = tiktoken.Encoding(name="gpt2-offline", pat_str=GPT2_SPLIT_PATTERN, mergeable_ranks=ranks,
+                            special_tokens={"<|endoftext|>": vocab["<|endoftext|>"]})
+    hf = Tokenizer(models.BPE.from_file(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")))
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    return tik, hf
+
+
+def gpt2_encode_table(text: str, folder: str, repeats: int) -> None:
+    """Encoding MB/s with GPT-2's vocabulary: mathllm, tiktoken, HF tokenizers; identical ids or not."""
+    n_bytes = len(text.encode("utf-8"))
+    lines = text.splitlines(keepends=True)
+    vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
+    t_load, ours = best_time(lambda: BPETokenizer.from_files(vocab, merges), 1)
+    t_cold, ids = best_time(lambda: BPETokenizer.from_files(vocab, merges).encode(text), repeats)
+    t_cold -= t_load  # the fresh tokenizer's first pass, without reading the files
+    t_warm, _ = best_time(lambda: ours.encode(text), repeats)
+    t_iter, _ = best_time(lambda: list(ours.encode_iterable(lines)), repeats)
+    tik, hf = gpt2_references(folder)
+    t_tik, ids_tik = best_time(lambda: tik.encode_ordinary(text), repeats)
+    t_hf, ids_hf = best_time(lambda: hf.encode(text).ids, repeats)
+    t_hf_batch, _ = best_time(lambda: hf.encode_batch(lines), repeats)
+    print(f"\n| encode with GPT-2's vocabulary (50,257), full text: {len(ids):,} tokens | MB/s |")
+    print("|---|---|")
+    print(f"| mathllm `encode`, fresh tokenizer (cold cache; reading the files took {t_load:.2f} s) | {n_bytes / t_cold / 1e6:.2f} |")
+    print(f"| mathllm `encode`, second pass (warm cache) | {n_bytes / t_warm / 1e6:.2f} |")
+    print(f"| mathllm `encode_iterable` over lines (warm cache) | {n_bytes / t_iter / 1e6:.2f} |")
+    print(f"| tiktoken `encode_ordinary`, whole text | {n_bytes / t_tik / 1e6:.2f} |")
+    print(f"| HF `encode`, whole text as one string | {n_bytes / t_hf / 1e6:.2f} |")
+    print(f"| HF `encode_batch` over lines | {n_bytes / t_hf_batch / 1e6:.2f} |")
+    print(f"\nids identical: tiktoken {ids == ids_tik}, HF tokenizers {ids == ids_hf}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the fastest is kept")
     parser.add_argument("--vocab-sizes", type=int, nargs="+", default=[512, 1024, 4096])
     parser.add_argument("--naive", action="store_true", help="also time the naive trainer on 130 KB")
+    parser.add_argument("--gpt2", metavar="FOLDER", help="folder with GPT-2's vocab.json and merges.txt: "
+                        "also time encoding with GPT-2's vocabulary against tiktoken and HF tokenizers")
+    parser.add_argument("--only-gpt2", action="store_true", help="only the GPT-2 table (needs --gpt2)")
     args = parser.parse_args(argv)
+    if args.only_gpt2 and not args.gpt2:
+        parser.error("--only-gpt2 needs --gpt2 FOLDER")
 
     text = load_text("tinyshakespeare")
+    if args.only_gpt2:
+        gpt2_encode_table(text, args.gpt2, args.repeats)
+        return
     n_bytes = len(text.encode("utf-8"))
     small = text[:130_000]
     try:
@@ -105,6 +161,8 @@ def main(argv=None) -> None:
         t_hf_batch, _ = best_time(lambda: hf.encode_batch(lines), args.repeats)
         print(f"| HF `encode`, whole text as one string | {n_bytes / t_hf / 1e6:.2f} |")
         print(f"| HF `encode_batch` over lines | {n_bytes / t_hf_batch / 1e6:.2f} |")
+    if args.gpt2:
+        gpt2_encode_table(text, args.gpt2, args.repeats)
 
 
 if __name__ == "__main__":
