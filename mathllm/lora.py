@@ -16,7 +16,7 @@ gives back the base weight, up to one rounding per entry.
 ``"attn.proj"``, ``"mlp.fc"``, ``"mlp.proj"`` in :class:`mathllm.transformer.GPT`) and freezes
 everything else; :func:`count_parameters`, :func:`lora_param_count` and
 :func:`optimizer_state_bytes` give the savings; :func:`fine_tune_trainer` hands a pre-trained
-model to :class:`mathllm.trainer.Trainer` (which resumes it exactly).
+model to :class:`mathllm.train.Trainer` (which resumes it exactly).
 
 References: Hu et al. 2022 (LoRA, ICLR; arXiv 2021: the init, the alpha / r scale, merging); Microsoft's
 ``loralib`` (wrapping ``nn.Linear``); Aghajanyan et al. 2021 (the low intrinsic dimension of
@@ -294,11 +294,11 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 # ---------------------------------------------------------------------------- training
 def fine_tune_trainer(model: GPT, config: TrainConfig, data: TokenData, lora: LoRAConfig | None = None, *,
                       generator: torch.Generator | None = None) -> Trainer:
-    """A :class:`mathllm.trainer.Trainer` that continues from ``model``'s weights on ``data``.
+    """A :class:`mathllm.train.Trainer` that continues from ``model``'s weights on ``data``.
 
     The trainer builds ``GPT(model.config)``, copies ``model``'s weights into it, wraps it with
     adapters when ``lora`` is given (:func:`apply_lora`, base frozen) and builds its AdamW over the
-    parameters that remain trainable. ``config`` (a :class:`mathllm.train_config.TrainConfig`) carries the
+    parameters that remain trainable. ``config`` (a :class:`mathllm.train.TrainConfig`) carries the
     fine-tuning schedule; its ``model`` field is replaced by ``model.config``. ``model`` itself is
     left untouched. One process, eager execution (``compile=False``).
 

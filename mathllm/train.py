@@ -13,10 +13,10 @@ A configuration error (a bad value, a missing file, an unavailable device, a ful
 diverged loss) ends with one line ``error: ...`` on stderr and a non-zero exit status: 2 for a
 bad command line, 1 for everything found later.
 
-The pieces live in modules of their own, all importable from here as well:
-:mod:`mathllm.train_config` (:class:`TrainConfig`, ``PRESETS``), :mod:`mathllm.trainer`
-(:class:`Trainer`, the optimizer and step helpers) and :mod:`mathllm.train_log` (the metrics files
-and printed lines).
+The pieces live in modules of their own, one concept each, and every name below is importable
+from here as well (and documented here): ``mathllm.train_config`` (:class:`TrainConfig`,
+``PRESETS``), ``mathllm.trainer`` (:class:`Trainer`, the optimizer and step helpers) and
+``mathllm.train_log`` (``metrics.jsonl``, ``metrics.csv``, the printed lines, :func:`plot_metrics`).
 
 Book: :doc:`/notebooks/12_training`
 """
