@@ -331,7 +331,7 @@ class Trainer:
         if not self._pending:
             return []
         values = distributed.all_reduce_mean(torch.stack(self._pending).float()).tolist()
-        norms = torch.stack([n.float().cpu() for n in self._pending_norms]).tolist()
+        norms = torch.stack([n.float().to(self.device) for n in self._pending_norms]).tolist()  # one copy
         first = self.step - len(values) + 1
         self._pending.clear()
         self._pending_norms.clear()
