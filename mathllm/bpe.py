@@ -11,7 +11,7 @@ minbpe (Karpathy); Hugging Face ``tokenizers`` (the tests compare against it).
 A tokenizer may also number its tokens in another order, as GPT-2's does (its ``"!"`` is id 0):
 ``BPETokenizer(merges, vocab=...)`` takes the ids from a vocabulary of id -> bytes, and
 :meth:`BPETokenizer.from_files` / :meth:`BPETokenizer.from_pretrained` read GPT-2's ``vocab.json``
-and ``merges.txt`` (:mod:`mathllm.gpt2_tokenizer`), giving ids identical to ``tiktoken``'s GPT-2
+and ``merges.txt`` (module ``mathllm.gpt2_tokenizer``), giving ids identical to ``tiktoken``'s GPT-2
 encoding and to Hugging Face ``tokenizers``.
 
 Leaves out: dropout, merges across pre-tokens (SentencePiece), Unicode normalization.
@@ -141,7 +141,7 @@ class BPETokenizer:
 
         ``special_tokens=None`` takes every entry of ``vocab.json`` that is neither a byte nor made
         by a merge (GPT-2: ``<|endoftext|>``, id 50256); a list names them, with their ids from
-        ``vocab.json`` or, when absent there, new ids after it. See :mod:`mathllm.gpt2_tokenizer`.
+        ``vocab.json`` or, when absent there, new ids after it. See the module ``mathllm.gpt2_tokenizer``.
         """
         from .gpt2_tokenizer import read_tokenizer_files
         return read_tokenizer_files(cls, vocab_path, merges_path, special_tokens)
@@ -151,7 +151,7 @@ class BPETokenizer:
                         *, download_ok: bool = True) -> "BPETokenizer":
         """GPT-2's tokenizer (``"gpt2"``, ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"`` share it), or a
         folder holding ``vocab.json`` and ``merges.txt``. The GPT-2 files are downloaded once into
-        the cache and checked against their SHA-256 (:func:`mathllm.gpt2_tokenizer.gpt2_files`).
+        the cache and checked against their SHA-256 (``mathllm.gpt2_tokenizer.gpt2_files``).
 
         Book: :doc:`/notebooks/08_tokenization`
         """

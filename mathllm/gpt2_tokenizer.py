@@ -171,7 +171,7 @@ def gpt2_files(*, download_ok: bool = True, url: str | None = None) -> tuple[pat
     """Paths of verified copies of GPT-2's ``vocab.json`` and ``merges.txt``, downloading them once.
 
     Looks in ``$MATHLLM_DATA_DIR/gpt2``, then in the cache ``~/.cache/mathllm/gpt2``, then
-    downloads ``url`` (default :data:`HUB_URL`; ``{file}`` is replaced by the file name) into the cache.
+    downloads ``url`` (default ``HUB_URL``; ``{file}`` is replaced by the file name) into the cache.
     """
     url = HUB_URL if url is None else url
     env = os.environ.get(DATA_DIR_ENV)
@@ -200,7 +200,7 @@ def gpt2_files(*, download_ok: bool = True, url: str | None = None) -> tuple[pat
 
 
 def pretrained_files(name_or_path: str | os.PathLike, *, download_ok: bool = True) -> tuple[pathlib.Path, pathlib.Path]:
-    """``(vocab.json, merges.txt)`` of a GPT-2 name (:data:`GPT2_NAMES`) or of a folder that holds both."""
+    """``(vocab.json, merges.txt)`` of a GPT-2 name (``GPT2_NAMES``) or of a folder that holds both."""
     if isinstance(name_or_path, str) and name_or_path in GPT2_NAMES:
         return gpt2_files(download_ok=download_ok)
     folder = pathlib.Path(name_or_path)
