@@ -28,7 +28,7 @@ the lowest validation loss so far, and the records of :mod:`mathllm.train_log`.
 
 References: nanoGPT's ``train.py`` and llm.c's ``train_gpt2.py`` (Karpathy); Loshchilov & Hutter
 2019 (AdamW; cosine schedule 2017); Micikevicius et al. 2018 (mixed precision, loss scaling);
-Pascanu et al. 2013 (gradient clipping); Chowdhery et al. 2022, appendix B (MFU).
+Pascanu et al. 2013 (gradient clipping, ``mathllm.clip``); Chowdhery et al. 2022, appendix B (MFU).
 Leaves out: FSDP and tensor parallelism, gradient checkpointing, data-loader worker processes,
 curriculum and data mixtures, early stopping.
 
@@ -51,6 +51,7 @@ import torch
 from . import distributed, runtime
 from .checkpoint import (BEST_NAME, capture_rng, latest_checkpoint, load_checkpoint, load_latest_good,
                          remove_stale_temp_files, restore_rng, save_checkpoint, write_checkpoint)
+from .clip import clip_grad_norm
 from .data import Batches, TokenData, eval_batches, prepare
 from .schedules import warmup_cosine
 from .train_config import DTYPES, TrainConfig, config_to_dict, resume_differences
@@ -309,7 +310,7 @@ class Trainer:
         if self.scaler.is_enabled():
             self.scaler.unscale_(opt)  # clip and report the true gradient, not the scaled one
         if c.grad_clip > 0:  # returns the norm before clipping
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip, foreach=True)
+            norm = clip_grad_norm(self.model.parameters(), c.grad_clip)
         else:
             norm = grad_norm(self.model.parameters())
         if self.scaler.is_enabled():

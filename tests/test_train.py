@@ -505,21 +505,19 @@ def test_log_lines_go_through_the_bar_when_one_is_shown(tmp_path, data, capsys):
     assert sum(line.startswith("step ") for line in (out.out + out.err).splitlines()) == 4 + 3  # 4 logs, 3 evals
 
 
-def test_grad_norm_is_logged_before_clipping(tmp_path, data):
+def test_grad_norm_is_logged_before_clipping(tmp_path, data, monkeypatch):
+    import mathllm.trainer as trainer_mod
     trainer = Trainer(tiny(tmp_path, grad_clip=1e-3, out_dir="", log_interval=1), data)
     seen = []
-    real = torch.nn.utils.clip_grad_norm_
+    real = trainer_mod.clip_grad_norm
 
     def spy(params, *args, **kwargs):
         params = list(params)
         seen.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])).item())
         return real(params, *args, **kwargs)
 
-    torch.nn.utils.clip_grad_norm_ = spy
-    try:
-        trainer.train()
-    finally:
-        torch.nn.utils.clip_grad_norm_ = real
+    monkeypatch.setattr(trainer_mod, "clip_grad_norm", spy)
+    trainer.train()
     logged = [r["grad_norm"] for r in trainer.history if r["kind"] == "train"]
     assert logged == pytest.approx(seen, rel=1e-5) and min(logged) > 1e-2  # far above the clip: before clipping
     unclipped = Trainer(tiny(tmp_path, grad_clip=0.0, out_dir="", log_interval=1), data)
