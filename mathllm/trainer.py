@@ -178,7 +178,7 @@ class Trainer:
         self.out_dir = pathlib.Path(c.out_dir)
         self.data = data if data is not None else self._prepare_data()
         self.model_config = self._model_config()
-        runtime.seed_everything(c.seed)  # reseeds the global generators: the same initialisation on every rank
+        runtime.seed_everything(c.seed, shift=False)  # the seed as given (a chapter shifts it itself); same init on every rank
         self.model = GPT(self.model_config).to(self.device)
         if init is not None:
             init(self.model)
