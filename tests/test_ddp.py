@@ -9,8 +9,9 @@ import torch.distributed as dist
 from mathllm.checkpoint import latest_checkpoint, load_checkpoint
 from mathllm.distributed import DistInfo, launched_by_torchrun, setup
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = [pytest.mark.numerics,
+              pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                 reason="torch.distributed with gloo is not available")]
 
 
 def _run(argv, cwd):

@@ -9,6 +9,8 @@ import torch
 from mathllm.fairness import association, effect_size, weat, weat_test
 from mathllm.word_vectors import WordVectors
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 
 def _literal_weat(X, Y, A, B):
     """Caliskan et al. (2017), written as in the paper with numpy loops."""

@@ -5,8 +5,8 @@ import pytest
 import sympy as sp
 import torch
 
-from mathllm.geometry import (ball_volume, cosine_cdf, cosine_density, cosine_tail_bound, distance_ratios, jl_min_dim,
-                              pairwise_cosines, radius_mean, radius_median, radius_quantile, radius_rms, random_projection,
+from mathllm.geometry import (ball_volume, cosine_cdf, cosine_density, cosine_tail_bound, distance_ratios,
+                              jl_failure_bound, jl_min_dim, pairwise_cosines, radius_mean, radius_median, radius_quantile, radius_rms, random_projection,
                               sample_ball, sample_sphere, shell_width, volume_fraction_within)
 from mathllm.probability import ks_distance
 
@@ -107,10 +107,39 @@ def test_pairwise_cosines_of_an_orthonormal_basis_are_zero():
 
 # ---------------------------------------------------------------------------- Johnson-Lindenstrauss
 @pytest.mark.parametrize("N,eps", [(10, 0.5), (1000, 0.1), (10 ** 6, 0.3)])
-def test_jl_min_dim_formula(N, eps):
-    k = jl_min_dim(N, eps)
-    bound = 4 * math.log(N) / (eps ** 2 / 2 - eps ** 3 / 3)
+@pytest.mark.parametrize("beta", [0, 1, 2.5])
+def test_jl_min_dim_formula(N, eps, beta):
+    k = jl_min_dim(N, eps, beta=beta)
+    bound = (4 + 2 * beta) * math.log(N) / (eps ** 2 / 2 - eps ** 3 / 3)
     assert k - 1 < bound <= k
+    # the union bound at that k: at most (1 - 1/N) N^(-beta), so success >= 1 - N^(-beta)
+    assert jl_failure_bound(N, k, eps) <= (1 - 1 / N) * N ** -beta * (1 + 1e-12)
+    assert jl_failure_bound(N, k - 1, eps) > (1 - 1 / N) * N ** -beta     # k is the least such dimension
+
+
+def test_jl_constant_4_guarantees_success_only_with_probability_1_over_N():
+    # Dasgupta & Gupta's k = 4 ln N / (eps^2/2 - eps^3/3) is beta = 0: the union bound is 1 - 1/N exactly
+    N, eps, k = sp.symbols("N epsilon k", positive=True)
+    rate = eps ** 2 / 2 - eps ** 3 / 3
+    union = N * (N - 1) / 2 * 2 * sp.exp(-k * rate / 2)          # pairs x (two chi-square tails)
+    assert sp.simplify(union.subs(k, 4 * sp.log(N) / rate) - (1 - 1 / N)) == 0
+    beta = sp.symbols("beta", positive=True)
+    assert sp.simplify(union.subs(k, (4 + 2 * beta) * sp.log(N) / rate) - (1 - 1 / N) * N ** -beta) == 0
+    assert jl_min_dim(10 ** 6, 0.1, beta=0) == 11842 and jl_min_dim(10 ** 6, 0.1) == 17763
+    assert jl_failure_bound(10 ** 6, 11842, 0.1) > 0.999                   # guarantees almost nothing
+    assert jl_failure_bound(10 ** 6, 17763, 0.1) <= 1e-6
+
+
+@pytest.mark.parametrize("k", [10, 100, 1000])
+@pytest.mark.parametrize("eps", [0.1, 0.3, 0.6, 0.9])
+def test_one_pair_chernoff_bound_holds_against_the_exact_chi_square_tails(k, eps):
+    # |f(x)|^2 / |x|^2 = chi2_k / k; P(chi2_k >= k (1 + eps)) + P(chi2_k <= k (1 - eps)), exactly
+    half = torch.tensor(k / 2, **F64)
+    upper = torch.special.gammaincc(half, torch.tensor(k * (1 + eps) / 2, **F64))
+    lower = torch.special.gammainc(half, torch.tensor(k * (1 - eps) / 2, **F64))
+    exact = float(upper + lower)
+    assert exact <= jl_failure_bound(2, k, eps) * (1 + 1e-12)           # N = 2: one pair, 2 exp(-k rate / 2)
+    assert exact <= 2 * math.exp(-k * (eps ** 2 / 2 - eps ** 3 / 3) / 2) * (1 + 1e-12)
 
 
 @pytest.mark.parametrize("N,n,eps,seed", [(50, 2000, 0.5, 0), (200, 1000, 0.3, 1), (100, 5000, 0.25, 2)])
@@ -147,6 +176,10 @@ def test_bad_input_raises():
         cosine_density(0.5, 3)
     with pytest.raises(ValueError, match=r"eps must lie in \(0, 1\)"):
         jl_min_dim(100, 1.0)
+    with pytest.raises(ValueError, match="beta must be a number >= 0"):
+        jl_min_dim(100, 0.5, beta=-1)
+    with pytest.raises(ValueError, match="k must be an int >= 1"):
+        jl_failure_bound(100, 0, 0.5)
     with pytest.raises(ValueError, match="X must have shape"):
         random_projection(torch.zeros(5), 2)
     with pytest.raises(ValueError, match="at least 2 rows"):

@@ -8,6 +8,8 @@ import torch
 from mathllm.init import (activation_variances, fans, gain, kaiming_normal, kaiming_std, kaiming_uniform,
                           xavier_normal, xavier_std, xavier_uniform)
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 SHAPES = [(64, 32), (10, 300), (128, 128)]
 
 

@@ -5,6 +5,8 @@ import torch
 
 from mathllm.interior_point import barrier_method
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 D = dict(dtype=torch.float64)
 
 

@@ -13,6 +13,8 @@ from mathllm.interpret import (ablate_heads, attention_rollout, attention_weight
                                token_losses)
 from mathllm.transformer import GPT, GPTConfig
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 F64 = dict(dtype=torch.float64)
 
 

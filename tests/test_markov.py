@@ -7,6 +7,8 @@ import torch
 from mathllm import markov as M
 from mathllm.probability import entropy
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 
 def random_chain(S, seed=0, sparsity=0.0):
     g = torch.Generator().manual_seed(seed)

@@ -9,6 +9,8 @@ from mathllm import markov
 from mathllm.markov_source import ALPHABET, MarkovSource, MarkovSourceConfig
 from mathllm.probability import entropy
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 SMALL = [MarkovSourceConfig(vocab_size=4, order=2, concentration=0.5, seed=1),
          MarkovSourceConfig(vocab_size=3, order=3, concentration=1.0, seed=2),
          MarkovSourceConfig(vocab_size=5, order=1, concentration=0.2, seed=3),

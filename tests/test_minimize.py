@@ -8,6 +8,8 @@ from mathllm.minimize import bfgs, lbfgs, newton, nonlinear_cg, run_optimizer, w
 from mathllm.objectives import MLPRegression, rastrigin, rosenbrock
 from mathllm.quadratic import Quadratic
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 X0 = torch.tensor([-1.2, 1.0], dtype=torch.float64)
 ONE = torch.ones(2, dtype=torch.float64)
 

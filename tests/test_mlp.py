@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from mathllm.mlp import (MLPConfig, ScalarMLP, ScratchMLP, TorchMLP, TrainConfig, dropout_mask, init_params,
                          inverted_dropout, make_spirals)
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 
 def _data(n=120, classes=3, seed=0):
     return make_spirals(n, classes, 0.2, generator=torch.Generator().manual_seed(seed))

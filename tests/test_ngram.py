@@ -9,6 +9,8 @@ import torch
 from mathllm.markov_source import MarkovSource, MarkovSourceConfig
 from mathllm.ngram import NGramConfig, NGramModel
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 
 class ReferenceNGram:
     """The textbook formulas with Counters and tuples, one probability at a time (slow, obvious)."""

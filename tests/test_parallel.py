@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from mathllm import parallel
-from mathllm.parallel_memory import (Layout, activation_bytes_per_layer, bubble_fraction, ring_all_reduce_bytes,
+from mathllm.parallel_memory import (Layout, activation_bytes_per_layer, bubble_fraction, micro_batches_in_flight,
+                                     pipeline_schedule, ring_all_reduce_bytes, root_all_reduce_bytes, simulate_pipeline,
                                      state_bytes_per_device, training_bytes_per_device)
 
 TOL = dict(rtol=1e-12, atol=1e-12)
@@ -16,6 +17,11 @@ def test_ring_all_reduce_equals_all_reduce_and_sends_2_p_minus_1_over_p(world_si
         torch.testing.assert_close(r["ours"], r["reference"], **TOL)
         # chunk sizes differ by at most one element when p does not divide n
         assert abs(r["bytes_sent"] - ring_all_reduce_bytes(r["bytes"], world_size)) <= 2 * world_size * 8
+        torch.testing.assert_close(r["root"], r["reference"], **TOL)
+    # through one root: the root sends the sum to each of the p - 1 others, (p - 1) n; the others send n
+    assert results[0]["root_bytes_sent"] == root_all_reduce_bytes(results[0]["bytes"], world_size) == (
+        (world_size - 1) * results[0]["bytes"])
+    assert all(r["root_bytes_sent"] == r["bytes"] for r in results[1:])
 
 
 def test_tensor_parallel_mlp_equals_one_process():
@@ -88,5 +94,50 @@ def test_memory_per_device_follows_zero_table():
     # Korthikanti et al. eq. 2 for GPT-3 175B's layer at s=2048, b=1: sbh(34 + 5as/h)
     s, h, a = 2048, 12288, 96
     assert activation_bytes_per_layer(s, 1, h, a) == s * h * (34 + 5 * a * s / h)
+    # a full 1F1B pipe of 2 stages: the first stage holds 16 layers for 2 micro-batches, all 32 layers' worth
     assert training_bytes_per_device(psi, 32, 2048, 1, 4096, 32, Layout(pp=2)) == pytest.approx(
-        8 * psi + 16 * activation_bytes_per_layer(2048, 1, 4096, 32))
+        8 * psi + 32 * activation_bytes_per_layer(2048, 1, 4096, 32))
+    assert training_bytes_per_device(psi, 32, 2048, 1, 4096, 32, Layout(pp=2), micro_batches=8,
+                                     schedule="gpipe") == pytest.approx(
+        8 * psi + 16 * 8 * activation_bytes_per_layer(2048, 1, 4096, 32))
+
+
+def test_activations_under_tensor_and_sequence_parallelism():
+    # Korthikanti et al., section 4: tensor parallelism alone and with sequence parallelism; they agree at t = 1
+    s, b, h, a = 2048, 2, 8192, 64
+    for t in (1, 2, 4, 8):
+        tp_only = activation_bytes_per_layer(s, b, h, a, t)
+        with_sp = activation_bytes_per_layer(s, b, h, a, t, sequence_parallel=True)
+        assert tp_only == pytest.approx(s * b * h * (10 + 24 / t + 5 * a * s / (h * t)))
+        assert with_sp == pytest.approx(s * b * h * (34 + 5 * a * s / h) / t)
+        assert with_sp <= tp_only and (with_sp == tp_only) == (t == 1)
+    # 70B (80 layers, h = 8192, 64 heads), TP4 x PP2, s = 2048, b = 1, full 1F1B pipe: 178 GB with SP, 188 without
+    lay = Layout(tp=4, pp=2, sequence_parallel=True)
+    assert training_bytes_per_device(70e9, 80, 2048, 1, 8192, 64, lay) / 1e9 == pytest.approx(178.25, abs=0.01)
+    assert training_bytes_per_device(70e9, 80, 2048, 1, 8192, 64, Layout(tp=4, pp=2)) / 1e9 == pytest.approx(
+        188.32, abs=0.01)
+
+
+@pytest.mark.parametrize("schedule", ["gpipe", "1f1b"])
+def test_simulated_schedules_hold_what_micro_batches_in_flight_says(schedule):
+    for p in range(1, 6):
+        for m in range(1, 9):
+            order = pipeline_schedule(p, m, schedule)
+            assert all(sorted(ops) == sorted([("F", j) for j in range(m)] + [("B", j) for j in range(m)])
+                       for ops in order)
+            slots, peak = simulate_pipeline(order)
+            assert peak == [micro_batches_in_flight(p, m, schedule, s) for s in range(p)]
+            # forward and backward each take one slot: busy 2m of 2(m + p - 1) slots
+            assert (slots - 2 * m) / slots == pytest.approx(bubble_fraction(p, m))
+    assert simulate_pipeline(pipeline_schedule(4, 6, "1f1b"))[1] == [4, 3, 2, 1]
+
+
+def test_pipeline_bad_input():
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        micro_batches_in_flight(2, 2, "interleaved")
+    with pytest.raises(ValueError, match="stage must lie in"):
+        micro_batches_in_flight(2, 2, stage=2)
+    with pytest.raises(ValueError, match="deadlocks"):
+        simulate_pipeline([[("B", 0), ("F", 0)], [("F", 0), ("B", 0)]])
+    with pytest.raises(TypeError, match="sequence_parallel must be a bool"):
+        Layout(sequence_parallel=1)

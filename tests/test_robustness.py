@@ -6,6 +6,8 @@ from mathllm.robustness import (deepfool, embedding_offset, first_order_margins,
                                 last_logits, margin, shrink, substitution_margins)
 from mathllm.transformer import GPT, GPTConfig
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 
 class Affine(torch.nn.Module):
     """Logits at the last position are an affine function of the flattened input embeddings."""

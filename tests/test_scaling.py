@@ -17,6 +17,8 @@ from mathllm.scaling import (ChinchillaLaw, KaplanLaw, ScalingFit, approx_comput
 from mathllm.train import TrainConfig
 from mathllm.transformer import GPT, GPTConfig, matmul_params
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 LAWS = [ChinchillaLaw.hoffmann2022(), ChinchillaLaw.besiroglu2024(),
         ChinchillaLaw(E=1.2, A=50.0, B=2000.0, alpha=0.3, beta=0.4)]
 

@@ -10,6 +10,8 @@ from mathllm.linalg import kron
 from mathllm.tensor_decomp import (cp_als, cp_params, cp_reconstruct, khatri_rao, matrix_to_tensor, tensor_to_matrix,
                                    tt_params, tt_reconstruct, tt_svd, unfold)
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 F64 = dict(dtype=torch.float64)
 
 

@@ -20,6 +20,8 @@ from mathllm.train import (PRESETS, TrainConfig, Trainer, build_parser, config_f
                            param_groups, parse_config)
 from mathllm.transformer import GPT, GPTConfig
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

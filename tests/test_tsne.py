@@ -8,6 +8,8 @@ import torch
 from mathllm.tsne import (TSNEConfig, conditional_affinities, joint_affinities, kl_gradient, kl_loss, squared_distances,
                           student_t_affinities, trustworthiness, tsne)
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 F64 = dict(dtype=torch.float64)
 
 

@@ -10,6 +10,8 @@ from mathllm.word_vectors import (SHAKESPEARE_ANALOGIES, WordVectorConfig, WordV
                                   build_vocab, cooccurrence, cosine_similarity, evaluate_analogies, ppmi,
                                   train_word_vectors, words)
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 F64 = dict(dtype=torch.float64)
 
 
