@@ -223,7 +223,7 @@ class Printer:
             print(f"[{self.done:3d}/{self.total}] ch{r.chapter} {r.name:<48} tests: {_fmt(r.tests):<22} "
                   f"chapter: {_fmt(r.notebook)}", flush=True)
             for label, run in (("tests", r.tests), ("chapter", r.notebook)):
-                if run.status in (CAUGHT, TIMEOUT, ERROR, BROKEN) and run.detail:
+                if run.detail:
                     print(f"        {label}: {run.detail}", flush=True)
 
     @staticmethod
@@ -286,7 +286,11 @@ def run_mutant(m: Mutant, work: pathlib.Path, snap: pathlib.Path, do_tests: bool
     try:
         apply(m, copy)
         if do_tests:
-            r.tests, _ = run_pytest(unit_test_args(m, deselect), copy, timeout)
+            args = unit_test_args(m, deselect)
+            r.tests, _ = run_pytest(args, copy, timeout)
+            n_out = args.count("--deselect")
+            if n_out and r.tests.status == SURVIVED:  # the guarding tests may be among those left out
+                r.tests.detail = f"with {n_out} test(s) deselected that fail without any mutant"
         if do_notebooks:
             if m.chapter in broken_chapters:
                 r.notebook = Run(BROKEN, 0.0, "the chapter fails without any mutant")
@@ -336,7 +340,8 @@ def summary(results: list[Result], do_tests: bool, do_notebooks: bool) -> None:
         if rs:
             say(f"\n==== survived the {'unit tests' if kind == 'tests' else 'chapter'} ({len(rs)})")
             for r in rs:
-                say(f"  ch{r.chapter} {r.name}: {r.description}")
+                note = getattr(r, kind).detail
+                say(f"  ch{r.chapter} {r.name}: {r.description}" + (f"  [{note}]" if note else ""))
     bad = [r for r in results for k in kinds if getattr(r, k).status in (ERROR,)]
     if bad:
         say("\n==== errors (not judged)")
