@@ -10,12 +10,17 @@ Shape legend (book/notation.md): N points, n the ambient dimension, k a projecte
   has density ``c_n (1 - t^2)^((n - 3) / 2)``, ``c_n = Gamma(n/2) / (sqrt(pi) Gamma((n - 1)/2))``,
   mean 0 and variance ``1/n``; its tails obey ``P(|t| >= eps) <= 2 exp(-n eps^2 / 2)``
   (Ball 1997, lemma 2.2).
-* **Johnson-Lindenstrauss.** A Gaussian map ``x -> G^T x / sqrt(k)`` to ``k >= 4 ln N / (eps^2/2 - eps^3/3)``
-  dimensions keeps every squared distance among N points within a factor ``1 +- eps`` with
-  probability at least ``1 - 1/N`` (Johnson & Lindenstrauss 1984; the constant of Dasgupta & Gupta 2003).
+* **Johnson-Lindenstrauss.** A Gaussian map ``x -> G^T x / sqrt(k)`` distorts one squared length by
+  more than ``1 +- eps`` with probability at most ``2 exp(-k (eps^2/2 - eps^3/3) / 2)`` (Dasgupta &
+  Gupta 2003, lemma 2.2); a union bound over the ``N (N - 1) / 2`` pairs gives failure at most
+  ``N (N - 1) exp(-k (eps^2/2 - eps^3/3) / 2)``. With ``k >= (4 + 2 beta) ln N / (eps^2/2 - eps^3/3)``
+  that is at most ``(1 - 1/N) N^(-beta)``: every squared distance among N points stays within a factor
+  ``1 +- eps`` with probability at least ``1 - N^(-beta)`` (Achlioptas 2003). Dasgupta & Gupta's
+  constant 4 is ``beta = 0``: it guarantees success with probability only ``1/N`` (repeat the draw
+  about N times); ``beta = 1`` gives ``1 - 1/N`` (Johnson & Lindenstrauss 1984).
 
 References: K. Ball, *An elementary introduction to modern convex geometry* (1997); Blum, Hopcroft &
-Kannan, *Foundations of Data Science* (2020), chapter 2; Dasgupta & Gupta (2003).
+Kannan, *Foundations of Data Science* (2020), chapter 2; Dasgupta & Gupta (2003); Achlioptas (2003).
 Leaves out: sparse and fast (Hadamard) JL transforms, packing bounds sharper than the union bound.
 
 Book: :doc:`/notebooks/16_interpretability`
@@ -167,15 +172,41 @@ def pairwise_cosines(X: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- Johnson-Lindenstrauss
-def jl_min_dim(N: int, eps: float) -> int:
-    """The k of the Johnson-Lindenstrauss lemma: ``ceil(4 ln N / (eps^2/2 - eps^3/3))`` (Dasgupta & Gupta 2003).
+def _jl_rate(eps: float) -> float:
+    # eps^2/2 - eps^3/3 > 0 on (0, 1): the Chernoff exponent of one chi-square tail is k/2 times it
+    _check_unit_interval(eps, "eps", open_low=True, open_high=True)
+    return eps ** 2 / 2 - eps ** 3 / 3
 
-    A Gaussian projection to k dimensions keeps all squared distances among N points within
-    ``1 +- eps`` with probability >= 1 - 1/N. k does not depend on the original dimension.
+
+def jl_failure_bound(N: int, k: int, eps: float) -> float:
+    """Union bound on the probability that a Gaussian projection to k dimensions distorts some pair.
+
+    One pair fails (its squared distance leaves ``[1 - eps, 1 + eps]`` times the original) with
+    probability at most ``2 exp(-k (eps^2/2 - eps^3/3) / 2)``, the two chi-square tails of Dasgupta &
+    Gupta (2003, lemma 2.2); there are ``N (N - 1) / 2`` pairs. Returns
+    ``min(1, N (N - 1) exp(-k (eps^2/2 - eps^3/3) / 2))``.
     """
     _check_dim(N, low=2, name="N")
-    _check_unit_interval(eps, "eps", open_low=True, open_high=True)
-    return math.ceil(4 * math.log(N) / (eps ** 2 / 2 - eps ** 3 / 3))
+    _check_dim(k, name="k")
+    log_bound = math.log(N) + math.log(N - 1) - k * _jl_rate(eps) / 2
+    return math.exp(min(0.0, log_bound))
+
+
+def jl_min_dim(N: int, eps: float, *, beta: float = 1.0) -> int:
+    """The k of the Johnson-Lindenstrauss lemma: ``ceil((4 + 2 beta) ln N / (eps^2/2 - eps^3/3))``.
+
+    A Gaussian projection to k dimensions keeps all squared distances among N points within
+    ``1 +- eps`` with probability at least ``1 - N^(-beta)``: :func:`jl_failure_bound` at this k is at
+    most ``(1 - 1/N) N^(-beta)`` (Achlioptas 2003). The default ``beta = 1`` guarantees ``1 - 1/N``;
+    ``beta = 0`` is Dasgupta & Gupta's (2003) ``4 ln N / (eps^2/2 - eps^3/3)``, which guarantees success
+    with probability only ``1/N``. k does not depend on the original dimension.
+
+    Book: :doc:`/notebooks/16_interpretability`
+    """
+    _check_dim(N, low=2, name="N")
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
+        raise ValueError(f"beta must be a number >= 0, got {beta!r}")
+    return math.ceil((4 + 2 * beta) * math.log(N) / _jl_rate(eps))
 
 
 def random_projection(X: torch.Tensor, k: int, *, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -6,8 +6,9 @@ import sympy as sp
 import torch
 
 from mathllm.geometry import (ball_volume, cosine_cdf, cosine_density, cosine_tail_bound, distance_ratios,
-                              jl_failure_bound, jl_min_dim, pairwise_cosines, radius_mean, radius_median, radius_quantile, radius_rms, random_projection,
-                              sample_ball, sample_sphere, shell_width, volume_fraction_within)
+                              jl_failure_bound, jl_min_dim, pairwise_cosines, radius_mean, radius_median, radius_quantile,
+                              radius_rms, random_projection, sample_ball, sample_sphere, shell_width,
+                              volume_fraction_within)
 from mathllm.probability import ks_distance
 
 F64 = dict(dtype=torch.float64)
