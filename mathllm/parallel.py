@@ -5,7 +5,8 @@ tensor (model) parallelism and a pipeline, each checked against one process.
   process group on 127.0.0.1 (NCCL would be the choice between GPUs) and returns every rank's result.
 - :func:`ring_all_reduce` is the bandwidth-optimal all-reduce written with ``dist.isend/irecv``:
   a reduce-scatter and an all-gather of p - 1 steps each, so every process sends
-  2 (p - 1) / p of the tensor's bytes, whatever p is.
+  2 (p - 1) / p of the tensor's bytes, whatever p is; :func:`root_all_reduce`, through one root,
+  makes the root send (p - 1) times them.
 - :class:`ColumnParallelLinear` and :class:`RowParallelLinear` split a weight matrix by columns and
   by rows (Megatron-LM, Shoeybi et al. 2019); :func:`tensor_parallel_mlp_worker` chains them so that a
   two-layer MLP needs one all-reduce in the forward pass and one in the backward pass.
@@ -119,13 +120,40 @@ def ring_all_reduce(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat(chunks).view_as(x), sent
 
 
+def root_all_reduce(x: torch.Tensor, root: int = 0) -> tuple[torch.Tensor, int]:
+    """Sum ``x`` over all processes through one root; return ``(sum, bytes this process sent)``.
+
+    Every other process sends its vector to the root (n bytes each); the root adds them and sends
+    the sum back to each of the p - 1 others, so the root sends (p - 1) n bytes (and receives as many).
+    """
+    p, r = dist.get_world_size(), dist.get_rank()
+    x = x.detach().clone()
+    n_bytes = x.numel() * x.element_size()
+    if r != root:
+        dist.send(x, dst=root)
+        dist.recv(x, src=root)
+        return x, n_bytes
+    total, sent = x.clone(), 0
+    for src in sorted(set(range(p)) - {root}):  # add in rank order: the same sum on every run
+        incoming = torch.empty_like(x)
+        dist.recv(incoming, src=src)
+        total = total + incoming
+    for dst in sorted(set(range(p)) - {root}):
+        dist.send(total, dst=dst)
+        sent += n_bytes
+    return total, sent
+
+
 def ring_all_reduce_worker(rank: int, world_size: int, n: int, seed: int) -> dict:
-    """Each rank all-reduces its own random vector with :func:`ring_all_reduce` and with ``dist.all_reduce``."""
+    """Each rank all-reduces its own random vector with :func:`ring_all_reduce`, :func:`root_all_reduce`
+    and ``dist.all_reduce``; returns the results and the bytes this rank sent in each."""
     x = torch.randn(n, generator=torch.Generator().manual_seed(seed + rank), dtype=torch.float64)
     ours, sent = ring_all_reduce(x)
+    root_sum, root_sent = root_all_reduce(x)
     ref = x.clone()
     dist.all_reduce(ref)
-    return {"ours": ours, "reference": ref, "bytes_sent": sent, "bytes": x.numel() * x.element_size()}
+    return {"ours": ours, "reference": ref, "bytes_sent": sent, "bytes": x.numel() * x.element_size(),
+            "root": root_sum, "root_bytes_sent": root_sent}
 
 
 # ---------------------------------------------------------------------------- tensor parallelism
