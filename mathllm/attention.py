@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_positive_int, check_tensor
+from .checks import check_float_tensor, check_positive_int, check_tensor
 from .positional import RoPE
 
 IMPLS = ("manual", "sdpa")
@@ -47,8 +47,10 @@ def masked_softmax(att: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     A query that may attend to no key gets all-zero weights, hence a zero output and zero gradients,
     as torch's ``F.scaled_dot_product_attention`` gives on the CPU, instead of 0/0 = nan.
     """
+    check_float_tensor(att, "att")
     if mask is None:
         return torch.softmax(att, dim=-1)
+    _check_mask(mask)
     empty = ~mask.any(dim=-1, keepdim=True)  # (..., T, 1): rows with no allowed key
     att = att.masked_fill(~mask, float("-inf")).masked_fill(empty, 0.0)  # exp(-inf) = 0; empty rows stay finite
     return torch.softmax(att, dim=-1).masked_fill(empty, 0.0)
@@ -69,20 +71,24 @@ def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 
-def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                                 mask: torch.Tensor | None = None, impl: str = "manual") -> torch.Tensor:
-    """Attention of queries ``q`` (..., T, hs) over keys ``k`` (..., S, hs) and values ``v`` (..., S, hv).
-
-    ``mask``: boolean, broadcastable to (..., T, S), True = may attend. Returns (..., T, hv).
-    """
+def _check_qkv(q, k, v) -> None:
     for name, x in (("q", q), ("k", k), ("v", v)):
-        check_tensor(x, name)
+        check_float_tensor(x, name)
         if x.dim() < 2:
             raise ValueError(f"{name} must have at least 2 dimensions (..., T, hs), got shape {tuple(x.shape)}")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must share the head size: q {tuple(q.shape)}, k {tuple(k.shape)}")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"k and v must have the same number of positions: k {tuple(k.shape)}, v {tuple(v.shape)}")
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 mask: torch.Tensor | None = None, impl: str = "manual") -> torch.Tensor:
+    """Attention of queries ``q`` (..., T, hs) over keys ``k`` (..., S, hs) and values ``v`` (..., S, hv).
+
+    ``mask``: boolean, broadcastable to (..., T, S), True = may attend. Returns (..., T, hv).
+    """
+    _check_qkv(q, k, v)
     if mask is not None:
         _check_mask(mask)
     _check_impl(impl)
@@ -95,6 +101,9 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
 def softmax_jacobian(p: torch.Tensor) -> torch.Tensor:
     """Jacobian of softmax at probabilities ``p`` (..., n): ``diag(p) - p p^T``, shape (..., n, n)."""
+    check_float_tensor(p, "p")
+    if p.dim() == 0:
+        raise ValueError("p must have shape (..., n), got a 0-d tensor")
     return torch.diag_embed(p) - p[..., :, None] * p[..., None, :]  # (..., n, n)
 
 
@@ -107,6 +116,12 @@ def attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: 
     applied row by row), ``dQ = dA K / sqrt(hs)``, ``dK = dA^T Q / sqrt(hs)``.
     Shapes as in :func:`scaled_dot_product_attention`; ``dout`` is (..., T, hv).
     """
+    _check_qkv(q, k, v)
+    check_float_tensor(dout, "dout")
+    if dout.shape[-2:] != (q.shape[-2], v.shape[-1]):
+        raise ValueError(f"dout must have shape (..., T, hv) = (..., {q.shape[-2]}, {v.shape[-1]}), got {tuple(dout.shape)}")
+    if mask is not None:
+        _check_mask(mask)
     scale = 1.0 / math.sqrt(q.shape[-1])
     att = q @ k.transpose(-2, -1) * scale  # (..., T, hs) x (..., hs, S) -> (..., T, S)
     p = masked_softmax(att, mask)  # (..., T, S)

@@ -21,12 +21,22 @@ def check_tensor(x, name: str = "x") -> torch.Tensor:
     return x
 
 
+def check_float_tensor(x, name: str = "x") -> torch.Tensor:
+    """Raise TypeError unless ``x`` is a floating-point torch.Tensor (not bool, not integer ids)."""
+    check_tensor(x, name)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {str(x.dtype).replace('torch.', '')}")
+    return x
+
+
 def check_shape(x: torch.Tensor, dims: str, name: str = "x", **sizes: int) -> tuple[int, ...]:
     """Check that ``x`` has the dimensions named in ``dims`` (space separated) and return their sizes.
 
     Example: ``B, T = check_shape(idx, "B T", name="idx", T=8)``.
     """
     check_tensor(x, name)
+    if not isinstance(dims, str):
+        raise TypeError(f"dims must be a str of dimension names such as 'B T C', got {type(dims).__name__}")
     names = dims.split()
     if x.dim() != len(names):
         raise ValueError(f"{name} must have shape ({', '.join(names)}), a {len(names)}-d tensor; "
@@ -43,6 +53,7 @@ def check_shape(x: torch.Tensor, dims: str, name: str = "x", **sizes: int) -> tu
 
 def check_dtype(x: torch.Tensor, allowed: tuple[torch.dtype, ...] | torch.dtype, name: str = "x") -> torch.Tensor:
     """Raise TypeError unless ``x.dtype`` is one of ``allowed``."""
+    check_tensor(x, name)
     allowed = allowed if isinstance(allowed, tuple) else (allowed,)
     if x.dtype not in allowed:
         want = " or ".join(str(d).replace("torch.", "") for d in allowed)

@@ -33,35 +33,35 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .attention import masked_softmax
-from .checks import check_positive_int
+from .attention import _check_qkv, masked_softmax
+from .checks import check_dtype, check_float_tensor, check_positive_int, check_tensor
 
 
 # ---------------------------------------------------------------------------- sparse patterns
 def sliding_window_mask(T: int, window: int) -> torch.Tensor:
     """(T, T) bool: query t may attend to keys t - window + 1 .. t (causal, ``window`` keys)."""
-    check_positive_int(window, "window")
+    check_positive_int(T, "T"), check_positive_int(window, "window")
     d = torch.arange(T)[:, None] - torch.arange(T)[None, :]  # (T, T): t - j
     return (d >= 0) & (d < window)
 
 
 def strided_mask(T: int, stride: int) -> torch.Tensor:
     """(T, T) bool: the causal strided pattern, keys within ``stride`` of t or a multiple of ``stride`` back."""
-    check_positive_int(stride, "stride")
+    check_positive_int(T, "T"), check_positive_int(stride, "stride")
     d = torch.arange(T)[:, None] - torch.arange(T)[None, :]  # (T, T): t - j
     return (d >= 0) & ((d < stride) | (d % stride == 0))
 
 
 def sliding_window_index(T: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (T, window) of the keys of each query in :func:`sliding_window_mask`, and which are valid."""
-    check_positive_int(window, "window")
+    check_positive_int(T, "T"), check_positive_int(window, "window")
     idx = torch.arange(T)[:, None] - torch.arange(window)[None, :]  # (T, window): t, t-1, ..., t-window+1
     return idx.clamp(min=0), idx >= 0
 
 
 def strided_index(T: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (T, K) and validity of the keys of :func:`strided_mask`; K = stride + ceil(T / stride) - 1."""
-    check_positive_int(stride, "stride")
+    check_positive_int(T, "T"), check_positive_int(stride, "stride")
     back = torch.cat([torch.arange(stride), stride * torch.arange(1, math.ceil(T / stride))])  # (K,): offsets t - j
     idx = torch.arange(T)[:, None] - back[None, :]  # (T, K)
     return idx.clamp(min=0), idx >= 0
@@ -74,7 +74,10 @@ def sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     q (..., T, hs), k (..., S, hs), v (..., S, hv), index and valid (T, K). Returns (..., T, hv).
     Time and memory O(T K hs): the (T, S) score matrix is never formed.
     """
-    if index.shape != valid.shape or index.shape[0] != q.shape[-2]:
+    _check_qkv(q, k, v)
+    check_dtype(check_tensor(index, "index"), (torch.int64, torch.int32), "index")
+    check_dtype(check_tensor(valid, "valid"), torch.bool, "valid")
+    if index.shape != valid.shape or index.dim() != 2 or index.shape[0] != q.shape[-2]:
         raise ValueError(f"index and valid must both have shape (T={q.shape[-2]}, K), got {tuple(index.shape)} and {tuple(valid.shape)}")
     kk, vv = k[..., index, :], v[..., index, :]  # (..., S, hs)[index] -> (..., T, K, hs), (..., T, K, hv)
     att = (q.unsqueeze(-2) @ kk.transpose(-2, -1)).squeeze(-2)  # (..., T, 1, hs) x (..., T, hs, K) -> (..., T, K)
@@ -85,13 +88,15 @@ def sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 # ---------------------------------------------------------------------------- low rank
 def linformer_projection(r: int, S: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """(r, S) random projection with N(0, 1/r) entries (Johnson-Lindenstrauss); Linformer learns it."""
-    check_positive_int(r, "r")
+    check_positive_int(r, "r"), check_positive_int(S, "S")
     return torch.randn(r, S, generator=generator) / math.sqrt(r)
 
 
 def linformer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         E: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
     """softmax(Q (E K)^T / sqrt(hs)) (F V): q (..., T, hs), k (..., S, hs), v (..., S, hv), E, F (r, S)."""
+    _check_qkv(q, k, v)
+    check_float_tensor(E, "E"), check_float_tensor(F, "F")
     S = k.shape[-2]
     if E.shape[-1] != S or F.shape[-1] != S:
         raise ValueError(f"E and F must have shape (r, S={S}), got {tuple(E.shape)} and {tuple(F.shape)}")
@@ -104,7 +109,7 @@ def linformer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 # ---------------------------------------------------------------------------- random features
 def orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """(m, d) rows omega_i, each marginally N(0, I_d), orthogonal within blocks of d rows (Performer's ORF)."""
-    check_positive_int(m, "m")
+    check_positive_int(m, "m"), check_positive_int(d, "d")
     n = math.ceil(m / d)  # blocks of d orthogonal rows
     Q, _ = torch.linalg.qr(torch.randn(n, d, d, generator=generator, dtype=torch.float64))  # (n, d, d) orthonormal columns
     norms = torch.randn(n, d, d, generator=generator, dtype=torch.float64).norm(dim=-1)  # (n, d) chi(d) lengths
@@ -117,6 +122,9 @@ def favor_features(x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
 
     For omega ~ N(0, I): ``E[phi(x)^T phi(y)] = exp(x^T y)``, the softmax kernel.
     """
+    check_float_tensor(x, "x"), check_float_tensor(omega, "omega")
+    if x.dim() < 1 or omega.dim() != 2 or omega.shape[1] != x.shape[-1]:
+        raise ValueError(f"x must be (..., L, d) and omega (m, d), got {tuple(x.shape)} and {tuple(omega.shape)}")
     m = omega.shape[0]
     proj = x @ omega.to(x.dtype).T  # (..., L, d) x (d, m) -> (..., L, m)
     return torch.exp(proj - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(m)
@@ -129,6 +137,12 @@ def performer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, omega
     Non-causal: phi(Q) (phi(K)^T V) / phi(Q) (phi(K)^T 1). Causal (T = S): prefix sums over keys.
     Constant factors that cancel in the ratio are removed for numerical stability.
     """
+    _check_qkv(q, k, v)
+    check_float_tensor(omega, "omega")
+    if omega.dim() != 2 or omega.shape[1] != q.shape[-1]:
+        raise ValueError(f"omega must have shape (m, hs={q.shape[-1]}), got {tuple(omega.shape)}")
+    if causal and q.shape[-2] != k.shape[-2]:
+        raise ValueError(f"causal performer attention needs T = S, got T={q.shape[-2]}, S={k.shape[-2]}")
     scale = q.shape[-1] ** -0.25  # q k^T / sqrt(hs) = (q scale)(k scale)^T
     q, k = q * scale, k * scale
     om = omega.to(q.dtype).T  # (hs, m)
@@ -153,7 +167,10 @@ def online_softmax(x: torch.Tensor, block_size: int) -> torch.Tensor:
 
     After each block: ``m' = max(m, max(block))``, ``l' = l exp(m - m') + sum(exp(block - m'))``.
     """
+    check_float_tensor(x, "x")
     check_positive_int(block_size, "block_size")
+    if x.dim() == 0 or x.shape[-1] == 0:
+        raise ValueError(f"x must have shape (..., n) with n >= 1, got {tuple(x.shape)}")
     m = torch.full(x.shape[:-1] + (1,), float("-inf"), dtype=x.dtype, device=x.device)  # (..., 1)
     l = torch.zeros_like(m)
     for j in range(0, x.shape[-1], block_size):
@@ -172,6 +189,7 @@ def blockwise_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block
     last T of S positions, so ``causal`` needs S >= T. Never stores more than one (..., block, block)
     tile of scores.
     """
+    _check_qkv(q, k, v)
     check_positive_int(block_size, "block_size")
     T, S = q.shape[-2], k.shape[-2]
     if causal and S < T:
@@ -236,6 +254,8 @@ def peak_memory(fn, *args, **kwargs) -> tuple[object, int]:
     Tensors that existed before the call are not counted; the result is (it is alive at the end).
     Works on any device, by watching every torch operation (it slows the call down).
     """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     with _LiveBytes() as tracker:
         out = fn(*args, **kwargs)
     return out, tracker.peak
