@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import MultiHeadAttention
-from .checks import check_positive, check_tensor
+from .checks import check_float_tensor, check_positive, check_positive_int, check_tensor
 
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("relu", "gelu", "gelu_tanh", "swiglu")
@@ -51,6 +51,15 @@ def _opmath(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def _check_norm_input(x, weight, bias=None) -> None:
+    check_float_tensor(x, "x")
+    if x.dim() == 0 or x.shape[-1] == 0:
+        raise ValueError(f"x must have shape (..., C) with C >= 1, got shape {tuple(x.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(check_tensor(t, name).shape) != (x.shape[-1],):
+            raise ValueError(f"{name} must have shape (C,) = ({x.shape[-1]},), got {tuple(t.shape)}")
+
+
 def _check_last_dim(x: torch.Tensor, C: int, name: str = "x") -> None:
     check_tensor(x, name)
     if x.dim() == 0 or x.shape[-1] != C:
@@ -65,6 +74,7 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.
     The variance is the biased one (divide by C), as in ``torch.nn.functional.layer_norm``.
     Half-precision input is normalised in float32 and the result rounded back once.
     """
+    _check_norm_input(x, weight, bias)
     check_positive(eps, "eps")
     xf = _opmath(x)
     mu = xf.mean(dim=-1, keepdim=True)  # (..., 1)
@@ -92,6 +102,8 @@ def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor 
         ``sigma = sqrt(var + eps)``: ``dx = (g - mean(g) - xhat * mean(g * xhat)) / sigma``, the
         two means removing the directions that the centring and the scaling make invisible.
     """
+    _check_norm_input(x, weight)
+    check_float_tensor(dy, "dy")
     if dy.shape != x.shape:
         raise ValueError(f"dy and x must have the same shape, got dy {tuple(dy.shape)} and x {tuple(x.shape)}")
     dtype, x, dy = x.dtype, _opmath(x), _opmath(dy)  # half precision: computed in float32, as the forward
@@ -108,6 +120,7 @@ def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
     """RMSNorm over the last dimension: ``x / sqrt(mean(x^2) + eps) * weight``; (..., C) -> (..., C)."""
+    _check_norm_input(x, weight)
     check_positive(eps, "eps")
     xf = _opmath(x)  # half precision: the mean square in float32, as torch
     y = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)  # (..., C) / (..., 1)
@@ -124,7 +137,7 @@ class LayerNorm(nn.Module):
 
     def __init__(self, ndim: int, *, eps: float = 1e-5, bias: bool = True, impl: str = "torch"):
         super().__init__()
-        check_positive(ndim, "ndim")
+        check_positive_int(ndim, "ndim")
         self.eps = check_positive(eps, "eps")
         self.impl = _check_choice(impl, IMPLS, "impl")
         self.weight = nn.Parameter(torch.ones(ndim))
@@ -146,7 +159,7 @@ class RMSNorm(nn.Module):
 
     def __init__(self, ndim: int, *, eps: float = 1e-6, impl: str = "torch"):
         super().__init__()
-        check_positive(ndim, "ndim")
+        check_positive_int(ndim, "ndim")
         self.eps = check_positive(eps, "eps")
         self.impl = _check_choice(impl, IMPLS, "impl")
         self.weight = nn.Parameter(torch.ones(ndim))
@@ -183,10 +196,10 @@ class FeedForward(nn.Module):
     def __init__(self, n_embd: int, *, kind: str = "gelu", hidden: int | None = None,
                  bias: bool = True, dropout: float = 0.0):
         super().__init__()
-        check_positive(n_embd, "n_embd")
+        check_positive_int(n_embd, "n_embd")
         check_positive(dropout, "dropout", allow_zero=True)
         self.kind = _check_choice(kind, MLPS, "mlp")
-        hidden = mlp_hidden(n_embd, kind) if hidden is None else check_positive(hidden, "hidden")
+        hidden = mlp_hidden(n_embd, kind) if hidden is None else check_positive_int(hidden, "hidden")
         self.fc = nn.Linear(n_embd, hidden, bias=bias)
         self.gate = nn.Linear(n_embd, hidden, bias=bias) if kind == "swiglu" else None
         self.proj = nn.Linear(hidden, n_embd, bias=bias)
@@ -224,6 +237,7 @@ class Block(nn.Module):
                  mlp: str = "gelu", norm: str = "layernorm", prenorm: bool = True, bias: bool = True,
                  dropout: float = 0.0, attn_impl: str = "sdpa", rope=None):
         super().__init__()
+        check_positive_int(n_embd, "n_embd")
         self.prenorm = prenorm
         self.norm_attn = make_norm(norm, n_embd, bias=bias)
         self.attn = MultiHeadAttention(n_embd, n_head, causal=causal, dropout=dropout, bias=bias,

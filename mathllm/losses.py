@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_ids, check_positive, check_tensor
+from .checks import check_float_tensor, check_ids, check_positive, check_tensor
 from .probability import check_distribution
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -80,6 +80,9 @@ def _shift(z: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
 
     A row of -inf (or a non-finite maximum) is shifted by 0, so it stays -inf instead of becoming nan.
     """
+    check_float_tensor(z, "z")
+    if z.dim() == 0 or z.shape[dim] == 0:
+        raise ValueError(f"z must have at least one entry along dim={dim}, got shape {tuple(z.shape)}")
     m = z.detach().amax(dim=dim, keepdim=True)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     return z - m, m

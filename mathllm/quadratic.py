@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_shape, check_tensor
+from .checks import check_positive, check_shape, check_tensor
 
 
 # ---------------------------------------------------------------------------- the problem
@@ -74,14 +74,29 @@ class Quadratic:
 
 
 # ---------------------------------------------------------------------------- rates
+def _as_float64(x, name: str) -> torch.Tensor:
+    """A real number, or a non-empty real tensor or list of numbers, as float64 (a bool is not a number)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, torch.Tensor, list, tuple)):
+        raise TypeError(f"{name} must be a number, a tensor or a list of numbers, got {type(x).__name__}")
+    if isinstance(x, (list, tuple)):
+        if not x or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x):
+            raise TypeError(f"{name} must be a non-empty list of numbers, got {x!r}")
+        x = torch.tensor(x, dtype=torch.float64)
+    if isinstance(x, torch.Tensor) and (x.dtype == torch.bool or x.is_complex() or x.numel() == 0):
+        raise ValueError(f"{name} must be a non-empty real tensor, got dtype {x.dtype} and shape {tuple(x.shape)}")
+    return torch.as_tensor(x, dtype=torch.float64)
+
+
 def _check_mu_L(mu: float, L: float) -> None:
+    check_positive(mu, "mu"), check_positive(L, "L")
     if not 0 < mu <= L:
         raise ValueError(f"need 0 < mu <= L, got mu={mu}, L={L}")
 
 
 def gd_rate(lr: float, eigenvalues: torch.Tensor) -> float:
     """Worst-case contraction max_i abs(1 - lr lambda_i) of the error per gradient-descent step (< 1 iff lr < 2 / L)."""
-    return float((1 - lr * eigenvalues).abs().max())
+    check_positive(lr, "lr")
+    return float((1 - lr * _as_float64(eigenvalues, "eigenvalues")).abs().max())
 
 
 def gd_optimal(mu: float, L: float) -> tuple[float, float]:
@@ -92,6 +107,9 @@ def gd_optimal(mu: float, L: float) -> tuple[float, float]:
 
 def momentum_matrix(lr: float, beta: float, lam: float, *, nesterov: bool = False) -> torch.Tensor:
     """(2, 2) matrix M with (e_{t+1}, e_t) = M (e_t, e_{t-1}) along an eigenvector of eigenvalue ``lam``."""
+    for name, value in (("lr", lr), ("beta", beta), ("lam", lam)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if nesterov:
         c = 1 - lr * lam          # Nesterov evaluates the gradient at the extrapolated point
         return torch.tensor([[(1 + beta) * c, -beta * c], [1.0, 0.0]], dtype=torch.float64)
@@ -105,9 +123,8 @@ def momentum_rate(lr, beta, eigenvalues, *, nesterov: bool = False):
     then has shape S, else it is a float. The radius is the larger root modulus of
     z^2 - a z + b = 0, the characteristic polynomial of the 2x2 matrix (a its trace, b its determinant).
     """
-    lr64 = torch.as_tensor(lr, dtype=torch.float64)
-    beta64 = torch.as_tensor(beta, dtype=torch.float64)
-    lam = torch.as_tensor(eigenvalues, dtype=torch.float64).reshape(-1)            # (k,)
+    lr64, beta64 = _as_float64(lr, "lr"), _as_float64(beta, "beta")
+    lam = _as_float64(eigenvalues, "eigenvalues").reshape(-1)                       # (k,)
     lr_, beta_ = lr64[..., None], beta64[..., None]                                 # (S..., 1)
     if nesterov:
         c = 1 - lr_ * lam

@@ -148,7 +148,7 @@ def test_gelu_tanh_is_close_to_exact_gelu():
 def test_feedforward_bad_inputs():
     with pytest.raises(ValueError, match="mlp must be one of.*'tanh'"):
         FeedForward(8, kind="tanh")
-    with pytest.raises(ValueError, match="hidden must be > 0, got 0"):
+    with pytest.raises(ValueError, match="hidden must be a positive int, got 0"):
         FeedForward(8, hidden=0)
 
 
