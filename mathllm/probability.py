@@ -45,8 +45,8 @@ def check_distribution(p: torch.Tensor, name: str = "p", atol: float | None = No
     if not p.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor of probabilities, got dtype "
                         f"{str(p.dtype).replace('torch.', '')}")
-    if p.dim() == 0 or p.shape[-1] == 0:
-        raise ValueError(f"{name} must have shape (..., V) with V >= 1, got shape {tuple(p.shape)}")
+    if p.dim() == 0 or p.numel() == 0:
+        raise ValueError(f"{name} must have shape (..., V) with at least one row and V >= 1, got shape {tuple(p.shape)}")
     if not torch.isfinite(p).all():
         raise ValueError(f"{name} holds NaN or infinite values; probabilities must be finite")
     if (p < 0).any():
@@ -108,21 +108,31 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor, base: float | None = None) -
     return terms.sum(-1) / _scale(base)
 
 
+def _check_real(x, name: str):
+    """A real number or a floating tensor: the input of the unit conversions below."""
+    if isinstance(x, torch.Tensor):
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must be a number or a floating tensor, got dtype {str(x.dtype).replace('torch.', '')}")
+    elif isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{name} must be a number or a floating tensor, got {type(x).__name__}")
+    return x
+
+
 def perplexity(cross_entropy_nats):
     """exp(cross-entropy in nats): the size of a uniform distribution that is as hard to predict."""
-    if isinstance(cross_entropy_nats, torch.Tensor):
+    if isinstance(_check_real(cross_entropy_nats, "cross_entropy_nats"), torch.Tensor):
         return cross_entropy_nats.exp()
-    return math.exp(cross_entropy_nats)
+    return math.exp(cross_entropy_nats) if cross_entropy_nats < 709.0 else math.inf  # exp(710) overflows a double
 
 
 def nats_to_bits(x):
     """Divide by ln 2: one nat is 1/ln 2 = 1.4427 bits."""
-    return x / math.log(2)
+    return _check_real(x, "x") / math.log(2)
 
 
 def bits_to_nats(x):
     """Multiply by ln 2."""
-    return x * math.log(2)
+    return _check_real(x, "x") * math.log(2)
 
 
 def bits_per_character(nats_per_token: float, n_tokens: int, n_characters: int) -> float:
@@ -131,6 +141,7 @@ def bits_per_character(nats_per_token: float, n_tokens: int, n_characters: int) 
     The total code length n_tokens * nats_per_token does not depend on how the text was cut, so
     bits per character compares models with different tokenizers; nats per token does not.
     """
+    _check_real(nats_per_token, "nats_per_token")
     check_positive(n_tokens, "n_tokens"), check_positive(n_characters, "n_characters")
     return nats_to_bits(nats_per_token * n_tokens / n_characters)
 
@@ -164,7 +175,7 @@ def bayes_posterior(prior: torch.Tensor, likelihood: torch.Tensor) -> torch.Tens
 
 def mutual_information(joint: torch.Tensor) -> torch.Tensor:
     """I(X; Y) = sum p(x, y) log p(x, y) / (p(x) p(y)) of a joint table (A, B), in nats."""
-    check_distribution(joint.flatten(), "joint")
+    check_distribution(check_tensor(joint, "joint").flatten(), "joint")
     if joint.dim() != 2:
         raise ValueError(f"joint must have shape (A, B), got {tuple(joint.shape)}")
     px, py = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
@@ -176,7 +187,7 @@ def conditional_mutual_information(joint: torch.Tensor) -> torch.Tensor:
 
     I(X; Z | Y) = sum p(x, y, z) log [ p(y) p(x, y, z) / (p(x, y) p(y, z)) ].
     """
-    check_distribution(joint.flatten(), "joint")
+    check_distribution(check_tensor(joint, "joint").flatten(), "joint")
     if joint.dim() != 3:
         raise ValueError(f"joint must have shape (A, B, C) for p(x, y, z), got {tuple(joint.shape)}")
     pxy, pyz = joint.sum(2, keepdim=True), joint.sum(0, keepdim=True)  # (A, B, 1), (1, B, C)
@@ -291,7 +302,7 @@ def symbolic_distribution(name: str):
     elif name in CONTINUOUS:
         x = sp.Symbol("x", real=True) if name == "gaussian" else sp.Symbol("x", positive=True)
     else:
-        raise ValueError(f"unknown distribution {name!r}: expected one of {', '.join(DISCRETE + CONTINUOUS)}")
+        raise ValueError(f"unknown distribution: name must be one of {', '.join(DISCRETE + CONTINUOUS)}, got {name!r}")
     p, lam, k = sp.Symbol("p", positive=True), sp.Symbol("lambda", positive=True), sp.Symbol("k", positive=True)
     n = sp.Symbol("n", integer=True, positive=True)
     mu, sigma = sp.Symbol("mu", real=True), sp.Symbol("sigma", positive=True)
