@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from .checks import check_positive, check_positive_int, check_shape
+from .checks import check_float_tensor, check_positive, check_positive_int, check_shape
 
 
 # ---------------------------------------------------------------------------- filters
@@ -44,7 +44,10 @@ def _check_logits(logits: torch.Tensor) -> None:
 
 def top_k_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the ``k`` largest of ``logits`` (..., V), set the rest to -inf (ties with the k-th are kept)."""
+    check_float_tensor(logits, "logits")
     check_positive_int(k, "top_k")
+    if logits.dim() == 0 or logits.shape[-1] == 0:
+        raise ValueError(f"logits must have shape (..., V) with V >= 1, got {tuple(logits.shape)}")
     k = min(k, logits.shape[-1])
     kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1): the k-th largest
     return logits.masked_fill(logits < kth, float("-inf"))
@@ -56,6 +59,9 @@ def top_p_logits(logits: torch.Tensor, p: float) -> torch.Tensor:
     Sorted by probability, token i is kept when the mass of the tokens before it is below ``p``:
     the most likely token is always kept. ``logits`` (..., V) -> (..., V).
     """
+    check_float_tensor(logits, "logits")
+    if logits.dim() == 0 or logits.shape[-1] == 0:
+        raise ValueError(f"logits must have shape (..., V) with V >= 1, got {tuple(logits.shape)}")
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {p!r}")
     if p == 1.0:  # everything; a rounded cumulative sum could otherwise reach 1 early
@@ -105,6 +111,10 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, *, temperature: floa
     on the new token only. Both give the same tokens (up to floating-point ties). The model's
     mode is left as it is: call ``model.eval()`` first if it has dropout.
     """
+    missing = [a for a in ("block_size", "new_kv_caches", "next_logits") if not hasattr(model, a)]
+    if missing:
+        raise TypeError(f"model must have block_size, new_kv_caches() and next_logits() (a GPT), "
+                        f"got {type(model).__name__} without {', '.join(missing)}")
     check_shape(idx, "B T", name="idx")
     check_positive(max_new_tokens, "max_new_tokens", allow_zero=True)
     check_positive(temperature, "temperature", allow_zero=True)

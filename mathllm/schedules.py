@@ -42,8 +42,14 @@ def _check_nonneg(value, name: str) -> None:
     check_positive(value, name, allow_zero=True)  # a finite number >= 0
 
 
+def _check_optimizer(optimizer) -> None:
+    if not hasattr(optimizer, "param_groups"):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer (with param_groups), got {type(optimizer).__name__}")
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate of every parameter group of ``optimizer`` to ``lr``."""
+    _check_optimizer(optimizer)
     _check_nonneg(lr, "lr")
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -143,6 +149,9 @@ def lr_range_test(loss_fn: Callable[[int], torch.Tensor], params: list[torch.Ten
         raise ValueError(f"steps must be an int >= 2, got {steps!r}")
     if not 0 < smoothing <= 1:
         raise ValueError(f"smoothing must lie in (0, 1], got {smoothing}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    _check_optimizer(optimizer)
     saved = [p.detach().clone() for p in params]
     lrs, losses, smoothed = [], [], []
     avg, best, diverged = 0.0, math.inf, False

@@ -34,6 +34,8 @@ def _check_matrix(A: torch.Tensor, name: str = "A") -> tuple[int, int]:
         raise ValueError(f"{name} must be a 2-d (m, n) matrix, got shape {tuple(A.shape)}")
     if not A.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {str(A.dtype).replace('torch.', '')}")
+    if A.numel() == 0:
+        raise ValueError(f"{name} must have at least one row and one column, got shape {tuple(A.shape)}")
     return A.shape[0], A.shape[1]
 
 
