@@ -10,7 +10,8 @@ required parameters. The call must
   value was itself non-finite or huge (NaN in, NaN out is torch's convention for arithmetic, and
   1e30 squared overflows float32), or
 * raise ValueError or TypeError with a message that names a parameter or says what was expected
-  and what arrived ("... must ..., got ..."),
+  and what arrived ("... must ..., got ..."), not one written by torch or Python about its own
+  arguments ("randn() received an invalid combination ...", "'float' object is not iterable"),
 
 never IndexError, ZeroDivisionError, AttributeError, OverflowError or a RuntimeError from inside torch.
 
@@ -76,7 +77,6 @@ SKIP = {
 
 # callables of modules owned elsewhere that this test found failing (reported; remove once fixed)
 KNOWN: set[str] = {
-    "autograd.Value",
     "bpe.BPETokenizer",
     "bpe_train.merge", "bpe_train.pair_counts", "bpe_train.train_incremental", "bpe_train.train_naive",
     "char_tokenizer.CharTokenizer",
@@ -87,16 +87,16 @@ KNOWN: set[str] = {
     "evaluate.bits_per_byte", "evaluate.bootstrap", "evaluate.char_classes",
     "evaluate.good_turing_missing_mass", "evaluate.ngram_overlap", "evaluate.ngram_seen",
     "evaluate.percentile_interval", "evaluate.temperature_nll",
-    "fairness.effect_size", "fairness.weat", "fairness.weat_test",
+    "fairness.effect_size",
     "geometry.cosine_density", "geometry.pairwise_cosines", "geometry.random_projection",
     "gpt2_tokenizer.token_bytes", "gpt2_tokenizer.token_text",
     "gpt2_weights.convert_gpt2_state_dict", "gpt2_weights.gpt2_config", "gpt2_weights.load_gpt2_state_dict",
     "gradcheck.derivative_errors", "gradcheck.finite_difference", "gradcheck.gradcheck",
     "gradcheck.numerical_grad", "gradcheck.relative_error",
-    "init.activation_variances", "init.fans", "init.kaiming_normal", "init.kaiming_std", "init.kaiming_uniform",
-    "init.xavier_normal", "init.xavier_std", "init.xavier_uniform",
+    "init.activation_variances", "init.fans", "init.kaiming_normal", "init.kaiming_std",
+    "init.kaiming_uniform", "init.xavier_normal", "init.xavier_std", "init.xavier_uniform",
     "interpret.offset_analogy_accuracy", "interpret.repeated_sequence_stream",
-    "lora.LoRALinear", "lora.count_parameters", "lora.freeze_base", "lora.lora_layers", "lora.merge_lora",
+    "lora.count_parameters", "lora.freeze_base", "lora.lora_layers", "lora.merge_lora",
     "lora.optimizer_state_bytes", "lora.remove_lora", "lora.unmerge_lora",
     "markov.run_chain",
     "minimize.backtracking", "minimize.wolfe_line_search",
@@ -120,8 +120,8 @@ KNOWN: set[str] = {
     "robustness.last_logits", "robustness.margin",
     "scaling.ChinchillaLaw", "scaling.KaplanLaw", "scaling.log_loss_and_jacobian",
     "sharpness.hessian_vector_product", "sharpness.sharpness",
-    "tensor_autograd.Tensor", "tensor_autograd.broadcast_to", "tensor_autograd.hvp", "tensor_autograd.jacobian",
-    "tensor_autograd.rnn_states", "tensor_autograd.sum_to",
+    "tensor_autograd.Tensor", "tensor_autograd.broadcast_to", "tensor_autograd.hvp",
+    "tensor_autograd.jacobian", "tensor_autograd.sum_to",
     "tensor_decomp.cp_als", "tensor_decomp.cp_reconstruct", "tensor_decomp.khatri_rao",
     "tensor_decomp.tt_reconstruct", "tensor_decomp.tt_svd",
     "transformer.flops_per_token", "transformer.gpt2_init_", "transformer.matmul_params",
@@ -142,7 +142,8 @@ HOSTILE = {
 }
 NON_FINITE = {"nan", "inf", "-inf", "huge", "nan tensor", "inf tensor", "huge tensor"}
 SECONDS = 1.0  # per call: a hostile count such as 1e308 must be refused, not looped over
-EXPECTED_GOT = re.compile(r"\b(must|expected|expects|needs?)\b.*\bgot\b", re.S)
+EXPECTED_GOT = re.compile(r"\b(must|got)\b")  # "x must be ..., got ...", the house style
+TORCH_INTERNAL = re.compile(r"^[\w.]+\(\)")  # "randn() received ...", "int() argument must ...": not ours
 
 
 def _plausible(p: inspect.Parameter):
@@ -237,7 +238,8 @@ def _check_one(obj, hostile_name: str, hostile) -> str | None:
     except (ValueError, TypeError) as e:
         msg = str(e)
         names = [p.name for p in inspect.signature(obj).parameters.values()]
-        if any(re.search(rf"\b{re.escape(n)}\b", msg) for n in names) or EXPECTED_GOT.search(msg):
+        if any(re.search(rf"\b{re.escape(n)}\b", msg) for n in names) or (
+                EXPECTED_GOT.search(msg) and not TORCH_INTERNAL.match(msg)):
             return None
         return f"{hostile_name}: uninformative {type(e).__name__}: {msg[:120]}"
     except Exception as e:  # noqa: BLE001 - the point is to catch what should not escape
