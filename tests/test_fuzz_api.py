@@ -275,7 +275,9 @@ def test_the_walk_finds_the_api():
 
 
 # ---------------------------------------------------------------------------- property: any finite logits
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same 150 examples in every run, so CI cannot fail on a draw it never saw before
+@settings(max_examples=150, deadline=None, derandomize=True, print_blob=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.floats(min_value=-1e30, max_value=1e30), min_size=1, max_size=8),
        st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
 def test_softmax_family_matches_torch_on_any_finite_logits(values, dtype):
