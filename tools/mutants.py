@@ -278,8 +278,15 @@ def baseline(work: pathlib.Path, snap: pathlib.Path, mutants: list[Mutant], do_t
     return failing, chapters
 
 
+def _log(logs: pathlib.Path | None, name: str, output: str) -> None:
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / f"{name}.log").write_text(output)
+
+
 def run_mutant(m: Mutant, work: pathlib.Path, snap: pathlib.Path, do_tests: bool, do_notebooks: bool,
-               timeout: float, deselect: list[str], broken_chapters: set[str], keep: bool) -> Result:
+               timeout: float, deselect: list[str], broken_chapters: set[str], keep: bool,
+               logs: pathlib.Path | None = None) -> Result:
     r = Result(m.name, m.chapter, m.module, m.description)
     copy = work / m.name
     shutil.copytree(snap, copy, symlinks=True)
@@ -287,7 +294,8 @@ def run_mutant(m: Mutant, work: pathlib.Path, snap: pathlib.Path, do_tests: bool
         apply(m, copy)
         if do_tests:
             args = unit_test_args(m, deselect)
-            r.tests, _ = run_pytest(args, copy, timeout)
+            r.tests, out = run_pytest(args, copy, timeout)
+            _log(logs, f"{m.name}.tests", out)
             n_out = args.count("--deselect")
             if n_out and r.tests.status == SURVIVED:  # the guarding tests may be among those left out
                 r.tests.detail = f"with {n_out} test(s) deselected that fail without any mutant"
@@ -295,7 +303,8 @@ def run_mutant(m: Mutant, work: pathlib.Path, snap: pathlib.Path, do_tests: bool
             if m.chapter in broken_chapters:
                 r.notebook = Run(BROKEN, 0.0, "the chapter fails without any mutant")
             else:
-                r.notebook, _ = run_pytest(notebook_args(m.chapter), copy, timeout)
+                r.notebook, out = run_pytest(notebook_args(m.chapter), copy, timeout)
+                _log(logs, f"{m.name}.chapter", out)
     except Exception as e:  # noqa: BLE001 - reported as the mutant's error, the others go on
         if do_tests and r.tests.status == SKIPPED:
             r.tests = Run(ERROR, 0.0, repr(e)[:200])
@@ -365,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-baseline", action="store_true", help="skip the unmutated baseline runs")
     p.add_argument("--json", type=pathlib.Path, help="write the results to this JSON file")
     p.add_argument("--keep", action="store_true", help="keep the temporary copies (for debugging)")
+    p.add_argument("--logs", type=pathlib.Path, help="write each run's pytest output to this folder")
     a = p.parse_args(argv)
 
     chapters = {c.strip().zfill(2) for arg in a.chapter for c in arg.split(",") if c.strip()}
@@ -408,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         results: list[Result] = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
             futures = [pool.submit(run_mutant, m, work, snap, do_tests, do_notebooks, a.timeout, deselect, broken,
-                                   a.keep) for m in runnable]
+                                   a.keep, a.logs) for m in runnable]
             for f in concurrent.futures.as_completed(futures):
                 results.append(f.result())
                 printer.result(results[-1])
