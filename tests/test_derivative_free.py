@@ -8,6 +8,8 @@ from mathllm.minimize import run_optimizer
 from mathllm.objectives import rastrigin, rosenbrock
 from mathllm.quadratic import Quadratic
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 
 @pytest.mark.parametrize("sigma", [0.01, 0.5])
 def test_es_gradient_is_unbiased_on_a_quadratic(sigma):

@@ -17,6 +17,8 @@ from mathllm.evaluate import (CHAR_CLASSES, bits_per_byte, bootstrap, bootstrap_
                               reliability, temperature_nll, token_byte_lengths, token_nll)
 from mathllm.transformer import GPT, GPTConfig
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 
 class Bigram(torch.nn.Module):
     """A model that returns bare logits (no tuple): the next token depends on the current one only."""

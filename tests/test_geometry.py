@@ -11,6 +11,8 @@ from mathllm.geometry import (ball_volume, cosine_cdf, cosine_density, cosine_ta
                               volume_fraction_within)
 from mathllm.probability import ks_distance
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 F64 = dict(dtype=torch.float64)
 
 

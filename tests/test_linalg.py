@@ -8,6 +8,8 @@ import torch
 from mathllm.linalg import (broadcast_shape, condition_number, einsum, einsum_flops, hilbert, inverse, kron,
                             lu_factor, matmul_counted, matmul_flops, solve, triangular_solve)
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 F64 = dict(dtype=torch.float64)
 
 

@@ -9,6 +9,8 @@ from mathllm.minimize import run_optimizer
 from mathllm.quadratic import (Quadratic, conjugate_gradient, gd_optimal, gd_rate, heavy_ball_optimal, momentum_matrix,
                                momentum_rate, nesterov_optimal)
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 
 def _q(n=8, kappa=50.0, seed=0):
     return Quadratic.random(n, kappa, generator=torch.Generator().manual_seed(seed))

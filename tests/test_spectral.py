@@ -7,6 +7,8 @@ import torch
 from mathllm.spectral import (eckart_young_error, low_rank_approx, low_rank_params, pca, power_iteration, svd_via_eigh,
                               truncated_svd)
 
+pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
+
 F64 = dict(dtype=torch.float64)
 
 
