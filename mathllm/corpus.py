@@ -44,24 +44,33 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(base) / "mathllm"
 
 
-def _check_digest(path: pathlib.Path, expected: str) -> pathlib.Path:
+def check_digest(path: pathlib.Path, expected: str | tuple[str, ...], what: str = "Tiny Shakespeare") -> pathlib.Path:
+    """Return ``path`` if its SHA-256 is ``expected`` (or one of several accepted digests), else raise."""
+    expected = (expected,) if isinstance(expected, str) else tuple(expected)
     got = sha256_of(path)
-    if got != expected:
-        raise ValueError(f"{path} has SHA-256 {got}, expected {expected}: the file is truncated or "
-                         f"not Tiny Shakespeare; delete it and supply the original")
+    if got not in expected:
+        raise ValueError(f"{path} has SHA-256 {got}, expected {' or '.join(expected)}: the file is truncated "
+                         f"or not {what}; delete it and supply the original")
     return path
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str, timeout: float = 30.0) -> pathlib.Path:
-    """Download ``url`` to ``dest`` atomically, keeping it only if its SHA-256 is ``sha256``."""
+def download(url: str, dest: str | os.PathLike, sha256: str | tuple[str, ...], timeout: float = 30.0,
+             what: str = "Tiny Shakespeare") -> pathlib.Path:
+    """Download ``url`` to ``dest`` atomically with a progress bar, keeping it only if its SHA-256 is
+    ``sha256`` (or one of several accepted digests); ``what`` names the file in messages and the bar."""
+    from tqdm.auto import tqdm
+
     dest = pathlib.Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                out.write(chunk)
-        _check_digest(pathlib.Path(tmp), sha256)
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=what) as bar:
+                for chunk in iter(lambda: resp.read(1 << 16), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        check_digest(pathlib.Path(tmp), sha256, what)
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -76,16 +85,16 @@ def tiny_shakespeare_path(path: str | os.PathLike | None = None, *, download_ok:
         p = pathlib.Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"Tiny Shakespeare: no file at path={str(p)!r}")
-        return _check_digest(p, TINY_SHAKESPEARE_SHA256)
+        return check_digest(p, TINY_SHAKESPEARE_SHA256)
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         p = pathlib.Path(env) / TINY_SHAKESPEARE_FILE
         if not p.is_file():
             raise FileNotFoundError(f"{DATA_DIR_ENV}={env!r} is set but holds no {TINY_SHAKESPEARE_FILE}")
-        return _check_digest(p, TINY_SHAKESPEARE_SHA256)
+        return check_digest(p, TINY_SHAKESPEARE_SHA256)
     cached = cache_dir() / TINY_SHAKESPEARE_FILE
     if cached.is_file():
-        return _check_digest(cached, TINY_SHAKESPEARE_SHA256)
+        return check_digest(cached, TINY_SHAKESPEARE_SHA256)
     how = (f"Supply it in one of these ways: pass path='/path/to/{TINY_SHAKESPEARE_FILE}'; "
            f"or set {DATA_DIR_ENV} to a folder holding {TINY_SHAKESPEARE_FILE}; "
            f"or save {url} as {cached} (SHA-256 {TINY_SHAKESPEARE_SHA256}).")

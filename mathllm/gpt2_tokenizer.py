@@ -29,13 +29,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
 import urllib.error
-import urllib.request
 from collections.abc import Iterable
 
 from .bpe import gpt2_bytes_to_unicode
-from .corpus import DATA_DIR_ENV, cache_dir, sha256_of
+from .corpus import DATA_DIR_ENV, cache_dir, check_digest, download
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")  # one tokenizer for all four sizes
 HUB_URL = "https://huggingface.co/openai-community/gpt2/resolve/main/{file}"
@@ -139,32 +137,12 @@ def write_tokenizer_files(tok, vocab_path, merges_path) -> None:
 
 # ---------------------------------------------------------------------------- GPT-2's files
 def _check(path: pathlib.Path, name: str) -> pathlib.Path:
-    got = sha256_of(path)
-    if got not in GPT2_SHA256[name]:
-        raise ValueError(f"{path} has SHA-256 {got}, expected {' or '.join(GPT2_SHA256[name])}: it is not GPT-2's "
-                         f"{name} (or it is truncated); delete it and supply the original")
-    return path
+    return check_digest(path, GPT2_SHA256[name], what=f"GPT-2's {name}")
 
 
 def _download(url: str, dest: pathlib.Path, name: str, timeout: float = 30.0) -> pathlib.Path:
     """Download ``url`` to ``dest`` with a progress bar, keeping it only if its SHA-256 is GPT-2's."""
-    from tqdm.auto import tqdm
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"GPT-2 {name}") as bar:
-                for chunk in iter(lambda: resp.read(1 << 16), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        _check(pathlib.Path(tmp), name)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return dest
+    return download(url, dest, GPT2_SHA256[name], timeout=timeout, what=f"GPT-2's {name}")
 
 
 def gpt2_files(*, download_ok: bool = True, url: str | None = None) -> tuple[pathlib.Path, pathlib.Path]:
