@@ -82,6 +82,12 @@ def warmup_cosine(step: int, *, max_lr: float, min_lr: float, warmup_steps: int,
     ``min_lr``. The warm-up is max_lr (t + 1) / W, so the first update already moves and step W - 1
     reaches ``max_lr``. Equals torch's ``SequentialLR`` of ``LinearLR(start_factor=1/W,
     total_iters=W-1)`` and ``CosineAnnealingLR(T_max=D-W, eta_min=min_lr)`` for t <= D.
+
+    Conventions differ here: Hugging Face's ``get_cosine_schedule_with_warmup`` (and CS336's
+    assignment) warm up as max_lr t / W, so their first update has rate 0 and they reach ``max_lr`` at
+    step W. Ours is theirs one step ahead during the warm-up (ours at t equals theirs at t + 1),
+    equal to theirs over the decay, and flat at ``min_lr`` after ``decay_steps``
+    where theirs rises again (tests/test_schedule_conventions.py checks all three statements).
     """
     _check_step(step)
     _check_nonneg(min_lr, "min_lr")
