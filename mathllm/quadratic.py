@@ -166,8 +166,8 @@ def conjugate_gradient(A: torch.Tensor, b: torch.Tensor, x0: torch.Tensor | None
         ``(x, path)``: the solution (n,) and the iterates (k + 1, n), x0 first.
 
     Raises:
-        ValueError: when a search direction has ``d^T A d <= 0``: A is not positive definite, the
-        quadratic has no minimum along d, and the step rr / (d^T A d) would be meaningless.
+        ValueError: if a search direction has ``d^T A d <= 0``, so that A is not positive definite,
+            the quadratic has no minimum along d and the step would be meaningless.
     """
     (n, _) = check_shape(A, "n n", name="A")
     check_shape(b, "n", name="b", n=n)
