@@ -93,3 +93,7 @@ def check_positive(value, name: str, *, allow_zero: bool = False):
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
     return value
+
+
+# ---------------------------------------------------------------------------- more checks
+# (add new shared validators above this line)
