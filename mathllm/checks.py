@@ -96,4 +96,32 @@ def check_positive(value, name: str, *, allow_zero: bool = False):
 
 
 # ---------------------------------------------------------------------------- more checks
+def check_nonnegative_int(value, name: str) -> int:
+    """Raise ValueError unless ``value`` is an int >= 0 (a seed, an index, a count that may be zero; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
+def check_str(value, name: str) -> str:
+    """Raise TypeError unless ``value`` is a str."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    return value
+
+
+def check_nonnegative_int(value, name: str) -> int:
+    """Raise ValueError unless ``value`` is an int >= 0 (a bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
+def check_sequence(value, name: str) -> list | tuple:
+    """Raise TypeError unless ``value`` is a list or a tuple (not a str, a tensor or a number)."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list or tuple, got {type(value).__name__}")
+    return value
+
+
 # (add new shared validators above this line)
