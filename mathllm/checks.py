@@ -96,13 +96,6 @@ def check_positive(value, name: str, *, allow_zero: bool = False):
 
 
 # ---------------------------------------------------------------------------- more checks
-def check_nonnegative_int(value, name: str) -> int:
-    """Raise ValueError unless ``value`` is an int >= 0 (a seed, an index, a count that may be zero; not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return value
-
-
 def check_str(value, name: str) -> str:
     """Raise TypeError unless ``value`` is a str."""
     if not isinstance(value, str):
