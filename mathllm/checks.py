@@ -110,4 +110,21 @@ def check_sequence(value, name: str) -> list | tuple:
     return value
 
 
+def check_int(value, name: str, *, minimum: int | None = None) -> int:
+    """Raise unless ``value`` is an int (not a bool, not a float such as 1e308), at least ``minimum`` if given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return value
+
+
+def check_instance(value, types: type | tuple[type, ...], name: str):
+    """Raise TypeError unless ``value`` is an instance of ``types`` (e.g. ``nn.Module``, a config class)."""
+    if not isinstance(value, types):
+        want = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise TypeError(f"{name} must be a {want}, got {type(value).__name__}")
+    return value
+
+
 # (add new shared validators above this line)
