@@ -10,6 +10,7 @@ Book: book/notation.md.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -126,6 +127,51 @@ def check_instance(value, types: type | tuple[type, ...], name: str):
         want = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
         raise TypeError(f"{name} must be a {want}, got {type(value).__name__}")
     return value
+
+
+def check_number(value, name: str, *, low: float = -math.inf, high: float = math.inf,
+                 low_open: bool = False, high_open: bool = False):
+    """Raise unless ``value`` is a finite real number in the interval from ``low`` to ``high``.
+
+    ``low_open``/``high_open`` exclude the end point. TypeError for a non-number (a bool is not a
+    number); ValueError for NaN, +-inf or a value outside. numpy scalars pass and are returned as
+    given, so a float32 step keeps a float32 computation in float32.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    inside = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not (math.isfinite(value) and inside):  # NaN fails every comparison; inf is refused explicitly
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or high == math.inf else ']'}"
+        if low == -math.inf:
+            interval = "(-inf" + interval[interval.index(","):]
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value}")
+    return value
+
+
+def check_int(value, name: str, *, low: int = 0, high: int | None = None) -> int:
+    """Raise ValueError unless ``value`` is an int in ``[low, high]`` (a bool is not a count), as check_positive_int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (
+            high is not None and value > high):
+        want = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    return int(value)
+
+
+def check_callable(f, name: str = "f"):
+    """Raise TypeError unless ``f`` is callable (a function, a module, an object with ``__call__``)."""
+    if not callable(f):
+        raise TypeError(f"{name} must be callable, got {type(f).__name__}")
+    return f
+
+
+def check_finite(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Raise ValueError if the tensor ``x`` holds NaN or +-inf (for inputs an SVD or solver cannot take)."""
+    check_tensor(x, name)
+    if x.is_floating_point() or x.is_complex():
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise ValueError(f"{name} must be finite, got {bad} NaN or infinite entries of {x.numel()}")
+    return x
 
 
 # (add new shared validators above this line)
