@@ -104,6 +104,13 @@ def check_str(value, name: str) -> str:
     return value
 
 
+def check_nonnegative_int(value, name: str) -> int:
+    """Raise ValueError unless ``value`` is an int >= 0 (a seed, an index; a bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
 def check_sequence(value, name: str) -> list | tuple:
     """Raise TypeError unless ``value`` is a list or a tuple (not a str, a tensor or a number)."""
     if not isinstance(value, (list, tuple)):
