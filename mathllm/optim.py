@@ -23,28 +23,28 @@ Book: :doc:`/notebooks/06_optimization`.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch.optim import Optimizer
 
-from .checks import check_tensor
+from .checks import check_float_tensor, check_number
 
 
 # ---------------------------------------------------------------------------- helpers
-def _check_number(value, name: str, lo: float, hi: float | None = None, hi_open: bool = True) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if hi is None:
-        if not value >= lo:
-            raise ValueError(f"{name} must be >= {lo:g}, got {value}")
-    elif not (lo <= value < hi if hi_open else lo <= value <= hi):
-        raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}{')' if hi_open else ']'}, got {value}")
+def _check_params(params):
+    """torch.optim's rule for ``params``: an iterable, not a tensor, of tensors or parameter-group dicts."""
+    if isinstance(params, (torch.Tensor, str, bytes)) or not isinstance(params, Iterable):
+        raise TypeError("params must be an iterable of tensors or of parameter-group dicts "
+                        f"(model.parameters(), [x]), got {type(params).__name__}")
+    return params
 
 
 def _check_betas(betas) -> None:
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    _check_number(betas[0], "betas[0]", 0.0, 1.0)
-    _check_number(betas[1], "betas[1]", 0.0, 1.0)
+    check_number(betas[0], "betas[0]", low=0.0, high=1.0, high_open=True)
+    check_number(betas[1], "betas[1]", low=0.0, high=1.0, high_open=True)
 
 
 def _params_with_grad(group: dict) -> list[torch.Tensor]:
@@ -63,9 +63,13 @@ def adam_direction(m_hat: torch.Tensor, v_hat: torch.Tensor, eps: float, *,
     agree when sqrt(v_hat) >> eps and differ where gradients are tiny: inside the root, eps caps the
     step at m_hat / sqrt(eps), so eps inside behaves like eps**2 outside.
     """
-    check_tensor(m_hat, "m_hat")
-    check_tensor(v_hat, "v_hat")
-    _check_number(eps, "eps", 0.0)
+    check_float_tensor(m_hat, "m_hat")
+    check_float_tensor(v_hat, "v_hat")
+    if m_hat.shape != v_hat.shape:
+        raise ValueError(f"m_hat and v_hat must have the same shape, got {tuple(m_hat.shape)} and {tuple(v_hat.shape)}")
+    if bool((v_hat < 0).any()):  # a mean of squares; NaN passes through, as torch's Adam lets it
+        raise ValueError(f"v_hat must be >= 0 (a mean of squared gradients), got min {float(v_hat.min()):g}")
+    check_number(eps, "eps", low=0.0)
     if eps_inside_sqrt:
         return m_hat / (v_hat + eps).sqrt()
     return m_hat / (v_hat.sqrt() + eps)
@@ -82,9 +86,10 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, *, momentum: float = 0.0, weight_decay: float = 0.0,
                  nesterov: bool = False) -> None:
-        _check_number(lr, "lr", 0.0)
-        _check_number(momentum, "momentum", 0.0, 1.0)
-        _check_number(weight_decay, "weight_decay", 0.0)
+        _check_params(params)
+        check_number(lr, "lr", low=0.0)
+        check_number(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        check_number(weight_decay, "weight_decay", low=0.0)
         if nesterov and momentum == 0:
             raise ValueError(f"nesterov=True needs momentum > 0, got momentum={momentum}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov))
@@ -122,9 +127,10 @@ class AdaGrad(Optimizer):
     """
 
     def __init__(self, params, lr: float = 1e-2, *, weight_decay: float = 0.0, eps: float = 1e-10) -> None:
-        _check_number(lr, "lr", 0.0)
-        _check_number(weight_decay, "weight_decay", 0.0)
-        _check_number(eps, "eps", 0.0)
+        _check_params(params)
+        check_number(lr, "lr", low=0.0)
+        check_number(weight_decay, "weight_decay", low=0.0)
+        check_number(eps, "eps", low=0.0)
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, eps=eps))
 
     @torch.no_grad()
@@ -156,11 +162,12 @@ class RMSProp(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0) -> None:
-        _check_number(lr, "lr", 0.0)
-        _check_number(alpha, "alpha", 0.0, 1.0, hi_open=False)
-        _check_number(eps, "eps", 0.0)
-        _check_number(weight_decay, "weight_decay", 0.0)
-        _check_number(momentum, "momentum", 0.0, 1.0)
+        _check_params(params)
+        check_number(lr, "lr", low=0.0)
+        check_number(alpha, "alpha", low=0.0, high=1.0)
+        check_number(eps, "eps", low=0.0)
+        check_number(weight_decay, "weight_decay", low=0.0)
+        check_number(momentum, "momentum", low=0.0, high=1.0, high_open=True)
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum))
 
     @torch.no_grad()
@@ -203,10 +210,11 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, *, foreach: bool = True) -> None:
-        _check_number(lr, "lr", 0.0)
+        _check_params(params)
+        check_number(lr, "lr", low=0.0)
         _check_betas(betas)
-        _check_number(eps, "eps", 0.0)
-        _check_number(weight_decay, "weight_decay", 0.0)
+        check_number(eps, "eps", low=0.0)
+        check_number(weight_decay, "weight_decay", low=0.0)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach))
 
     @torch.no_grad()

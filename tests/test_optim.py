@@ -185,21 +185,51 @@ def test_adam_direction_eps_placement():
 
 def test_bad_hyperparameters_name_expected_and_received():
     p = [torch.zeros(2, requires_grad=True)]
-    with pytest.raises(ValueError, match="lr must be >= 0, got -0.1"):
+    with pytest.raises(ValueError, match=r"lr must be a finite number in \[0, inf\), got -0.1"):
         optim.SGD(p, lr=-0.1)
-    with pytest.raises(ValueError, match=r"betas\[0\] must lie in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match=r"betas\[0\] must be a finite number in \[0, 1\), got 1.0"):
         optim.Adam(p, betas=(1.0, 0.999))
-    with pytest.raises(ValueError, match=r"betas\[1\] must lie in \[0, 1\), got -0.5"):
+    with pytest.raises(ValueError, match=r"betas\[1\] must be a finite number in \[0, 1\), got -0.5"):
         optim.AdamW(p, betas=(0.9, -0.5))
     with pytest.raises(TypeError, match=r"betas must be a pair \(beta1, beta2\), got 0.9"):
         optim.AdamW(p, betas=0.9)
-    with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\), got 1.5"):
+    with pytest.raises(ValueError, match=r"momentum must be a finite number in \[0, 1\), got 1.5"):
         optim.SGD(p, lr=0.1, momentum=1.5)
     with pytest.raises(ValueError, match="nesterov=True needs momentum > 0, got momentum=0"):
         optim.SGD(p, lr=0.1, nesterov=True)
-    with pytest.raises(ValueError, match="weight_decay must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"weight_decay must be a finite number in \[0, inf\), got -1"):
         optim.AdamW(p, weight_decay=-1)
-    with pytest.raises(ValueError, match="eps must be >= 0, got -1e-08"):
+    with pytest.raises(ValueError, match=r"eps must be a finite number in \[0, inf\), got -1e-08"):
         optim.RMSProp(p, eps=-1e-8)
     with pytest.raises(TypeError, match="lr must be a number, got str"):
         optim.AdaGrad(p, lr="0.1")
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.AdaGrad, optim.RMSProp, optim.Adam, optim.AdamW])
+def test_params_and_non_finite_hyperparameters_refused_as_torch_does(cls):
+    """params must be an iterable of tensors (a bare tensor, a number or None is refused, as torch.optim
+    refuses them), and NaN or inf hyper-parameters are refused: ``not lr >= 0`` alone let inf through,
+    and a NaN or inf learning rate turns every parameter into NaN at the first step (issue 15)."""
+    x = torch.zeros(2, requires_grad=True)
+    for bad in (0.1, None, x):
+        with pytest.raises(TypeError, match="params must be an iterable of tensors"):
+            cls(bad)
+        with pytest.raises(TypeError):  # torch.optim refuses the same inputs
+            getattr(torch.optim, {"AdaGrad": "Adagrad", "RMSProp": "RMSprop"}.get(cls.__name__, cls.__name__))(bad)
+    for name in ("lr", "weight_decay"):
+        for value in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=rf"{name} must be a finite number in \[0, inf\), got {value}"):
+                cls([x], **{name: value})
+    cls(iter([x]), lr=0.1)  # a generator such as model.parameters() is an iterable
+
+
+def test_adam_direction_refuses_mismatched_or_negative_second_moments():
+    """Before issue 15, m_hat (2, 3) with v_hat (4, 4) raised torch's broadcasting RuntimeError and a
+    negative v_hat returned NaN (the root of a negative number)."""
+    m = torch.ones(2, 3)
+    with pytest.raises(ValueError, match=r"m_hat and v_hat must have the same shape, got \(2, 3\) and \(4, 4\)"):
+        optim.adam_direction(m, torch.ones(4, 4), 1e-8)
+    with pytest.raises(ValueError, match="v_hat must be >= 0"):
+        optim.adam_direction(m, -torch.ones(2, 3), 1e-8)
+    with pytest.raises(TypeError, match="m_hat must be a floating-point tensor, got dtype bool"):
+        optim.adam_direction(torch.ones(2, 3, dtype=torch.bool), torch.ones(2, 3), 1e-8)
