@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from .checks import check_positive_int
+from .checks import check_positive, check_positive_int
 
 NONLINEARITIES = ("linear", "sigmoid", "tanh", "relu")
 
@@ -44,8 +44,10 @@ def gain(nonlinearity: str) -> float:
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     """(fan_in, fan_out) of a weight of shape (fan_out, fan_in)."""
+    if not isinstance(shape, (tuple, list, torch.Size)):
+        raise TypeError(f"shape must be a tuple (fan_out, fan_in) of ints, got {type(shape).__name__}")
     shape = tuple(shape)
-    if len(shape) != 2 or min(shape) < 1:
+    if len(shape) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape):
         raise ValueError(f"a weight must have shape (fan_out, fan_in) with both >= 1, got {shape}")
     return shape[1], shape[0]
 
@@ -53,11 +55,13 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
 # ---------------------------------------------------------------------------- the standard deviations
 def xavier_std(fan_in: int, fan_out: int, gain: float = 1.0) -> float:
     """gain * sqrt(2 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
+    check_positive_int(fan_in, "fan_in"), check_positive_int(fan_out, "fan_out"), check_positive(gain, "gain")
     return gain * math.sqrt(2.0 / (fan_in + fan_out))
 
 
 def kaiming_std(fan_in: int, gain: float = math.sqrt(2.0)) -> float:
     """gain / sqrt(fan_in); with the ReLU gain sqrt(2) the variance is 2 / fan_in (He et al. 2015)."""
+    check_positive_int(fan_in, "fan_in"), check_positive(gain, "gain")
     return gain / math.sqrt(fan_in)
 
 
@@ -115,6 +119,10 @@ def activation_variances(draw_weight, activation, depth: int, width: int, n: int
     Returns:
         A (depth,) float64 tensor: Var(z_1), ..., Var(z_depth), over all samples and units.
     """
+    if not callable(draw_weight):
+        raise TypeError(f"draw_weight must be a function shape, generator -> weight, got {type(draw_weight).__name__}")
+    if not callable(activation):
+        raise TypeError(f"activation must be an elementwise function, got {type(activation).__name__}")
     for name, value in (("depth", depth), ("width", width), ("n", n)):
         check_positive_int(value, name)
     z = torch.randn(n, width, generator=generator, dtype=torch.float64)  # z_0: (n, width)

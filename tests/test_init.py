@@ -81,3 +81,33 @@ def test_bad_inputs():
         kaiming_normal((0, 4))
     with pytest.raises(ValueError, match="depth must be a positive int, got 0"):
         activation_variances(xavier_normal, torch.tanh, 0, 8)
+
+
+def test_hostile_inputs_get_a_clear_error():
+    """Issue 15: inputs that used to give a wrong answer or Python's own error now name the parameter.
+
+    Before: ``kaiming_std(0)`` raised ZeroDivisionError, ``kaiming_std(-1)`` "math domain error",
+    ``xavier_std(-3, 4)`` returned sqrt(2) (a negative fan), ``fans(4)`` "'int' object is not iterable",
+    ``fans((2.5, 4))`` accepted a fractional fan, ``activation_variances(None, ...)`` "'NoneType' object
+    is not callable".
+    """
+    with pytest.raises(ValueError, match="fan_in must be a positive int, got 0"):
+        kaiming_std(0)
+    with pytest.raises(ValueError, match="fan_in must be a positive int, got -1"):
+        kaiming_std(-1)
+    with pytest.raises(ValueError, match="fan_in must be a positive int, got -3"):
+        xavier_std(-3, 4)
+    with pytest.raises(ValueError, match="gain must be a finite number > 0, got nan"):
+        xavier_std(3, 4, float("nan"))
+    with pytest.raises(TypeError, match="shape must be a tuple .* got int"):
+        fans(4)
+    with pytest.raises(TypeError, match="shape must be a tuple .* got Tensor"):
+        xavier_normal(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"got \(2.5, 4\)"):
+        kaiming_uniform((2.5, 4))
+    with pytest.raises(TypeError, match="draw_weight must be a function"):
+        activation_variances(None, torch.tanh, 2, 8)
+    with pytest.raises(TypeError, match="activation must be an elementwise function"):
+        activation_variances(xavier_normal, None, 2, 8)
+    assert fans(torch.Size([3, 5])) == (5, 3)  # a torch.Size is a shape too
+    assert xavier_std(3, 5) == pytest.approx(math.sqrt(2 / 8))  # the formula, by hand
