@@ -191,6 +191,22 @@ def test_bias_variance_decomposition_adds_up():
     assert abs(bv.bias_sq + bv.variance + bv.noise - bv.expected_mse) < 0.01
 
 
+def test_bias_variance_known_answer_and_exact_identity_without_noise():
+    """Two fits at one point, 1 and 3, of f = 0: E[f_hat] = 2, bias^2 = 4, Var = ((1-2)^2 + (3-2)^2) / 2 = 1
+    (the population variance over the R fits, not the unbiased 2). With noise-free targets y = f the
+    identity mean_r (f_hat - f)^2 = bias^2 + Var is exact: (1 + 9) / 2 = 5 = 4 + 1."""
+    bv = L.bias_variance(torch.tensor([[1.0], [3.0]], dtype=torch.float64), torch.zeros(1, dtype=torch.float64),
+                         torch.zeros(2, 1, dtype=torch.float64))
+    assert (bv.bias_sq, bv.variance, bv.noise, bv.expected_mse) == (4.0, 1.0, 0.0, 5.0)  # exact in binary
+    g = torch.Generator().manual_seed(3)
+    R, N = 5, 7  # few fits: the unbiased variance would be R/(R-1) = 1.25 times too large
+    f = torch.randn(N, generator=g, dtype=torch.float64)
+    pred = f + 0.4 + torch.randn(R, N, generator=g, dtype=torch.float64)
+    bv = L.bias_variance(pred, f, f.expand(R, N))
+    assert bv.noise == 0.0
+    assert bv.bias_sq + bv.variance == pytest.approx(bv.expected_mse, rel=1e-12)  # an identity: rounding only
+
+
 # ---------------------------------------------------------------------------- bad input
 def test_bad_inputs_name_expected_and_received():
     a = torch.zeros(3, 4)

@@ -47,6 +47,19 @@ def test_gd_rate_from_eigenvalues_is_the_measured_rate(kappa, lr_factor):
     assert measured == pytest.approx(predicted, rel=2e-3)
 
 
+@pytest.mark.parametrize("mu,L", [(1.0, 9.0), (0.5, 100.0)])
+def test_gd_optimal_is_the_minimiser_of_the_worst_case_rate(mu, L):
+    """max(|1 - lr mu|, |1 - lr L|) is smallest where 1 - lr mu = lr L - 1: lr = 2/(mu + L), rate (L - mu)/(L + mu).
+    Checked against the literal for mu = 1, L = 9 (lr 0.2, rate 0.8) and against a fine grid of gd_rate."""
+    lr, rate = gd_optimal(mu, L)
+    if (mu, L) == (1.0, 9.0):
+        assert (lr, rate) == (pytest.approx(0.2, rel=1e-15), pytest.approx(0.8, rel=1e-15))
+    ends = torch.tensor([mu, L], dtype=torch.float64)
+    assert gd_rate(lr, ends) == pytest.approx(rate, rel=1e-12)
+    grid = [lr * (1 + d) for d in torch.linspace(-0.5, 0.5, 201).tolist()]   # steps of 0.5% of lr
+    assert min(gd_rate(x, ends) for x in grid) >= rate - 1e-12
+
+
 def test_gd_diverges_beyond_two_over_lambda_max():
     q = _q(kappa=10.0)
     L = q.eigenvalues()[-1].item()
