@@ -23,6 +23,8 @@ from collections.abc import Iterable
 
 import torch
 
+from .checks import check_tensor
+
 
 @torch.no_grad()
 def clip_grad_norm(parameters: torch.Tensor | Iterable[torch.Tensor], max_norm: float, norm_type: float = 2.0,
@@ -35,6 +37,9 @@ def clip_grad_norm(parameters: torch.Tensor | Iterable[torch.Tensor], max_norm: 
     """
     if isinstance(parameters, torch.Tensor):
         parameters = [parameters]
+    if isinstance(parameters, str) or not isinstance(parameters, Iterable):
+        raise TypeError(f"parameters must be a tensor or an iterable of tensors, got {type(parameters).__name__}")
+    parameters = [check_tensor(p, "parameters") for p in parameters]  # a generator is read once
     grads = [p.grad for p in parameters if p.grad is not None]
     if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)):
         raise TypeError(f"max_norm must be a number, got {type(max_norm).__name__}")

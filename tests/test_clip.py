@@ -80,3 +80,13 @@ def test_bad_max_norm():
     p.grad = torch.ones(2)
     with pytest.raises(TypeError, match="max_norm must be a number, got str"):
         clip_grad_norm([p], "1.0")
+
+
+@pytest.mark.parametrize("bad", [1.0, None, "ab", [torch.ones(2), 3.0]])
+def test_parameters_that_are_not_tensors(bad):
+    """Issue 15: a number gave "'float' object is not iterable", a str "'str' object has no attribute 'grad'";
+    now a TypeError names ``parameters``. Tensors without a gradient still give torch's 0."""
+    with pytest.raises(TypeError, match="parameters must be a (tensor or an iterable of tensors|torch.Tensor), got"):
+        clip_grad_norm(bad, 1.0)
+    t = torch.full((2, 3), float("nan"))  # no .grad: nothing to clip, as torch
+    assert torch.equal(clip_grad_norm(t, 1.0), torch.nn.utils.clip_grad_norm_(t, 1.0))
