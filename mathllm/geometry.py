@@ -31,30 +31,14 @@ import math
 
 import torch
 
-from .checks import check_shape, check_tensor
-
-
-def _check_dim(n, low: int = 1, name: str = "n") -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {n!r}")
-    return n
-
-
-def _check_unit_interval(x, name: str, *, open_low: bool = False, open_high: bool = False) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(x).__name__}")
-    if x < 0 or x > 1 or (open_low and x == 0) or (open_high and x == 1):
-        interval = f"{'(' if open_low else '['}0, 1{')' if open_high else ']'}"
-        raise ValueError(f"{name} must lie in {interval}, got {x}")
-    return float(x)
+from .checks import check_float_tensor, check_int, check_number, check_shape
 
 
 # ---------------------------------------------------------------------------- the volume of a ball
 def ball_volume(n: int, r: float = 1.0) -> float:
     """Volume of the n-ball of radius ``r``: ``pi^(n/2) r^n / Gamma(n/2 + 1)`` (0 for huge n, never overflow)."""
-    _check_dim(n)
-    if r < 0:
-        raise ValueError(f"r must be >= 0, got {r}")
+    check_int(n, "n", low=1)
+    check_number(r, "r", low=0.0)
     if r == 0:
         return 0.0
     return math.exp(n / 2 * math.log(math.pi) + n * math.log(r) - math.lgamma(n / 2 + 1))
@@ -62,14 +46,14 @@ def ball_volume(n: int, r: float = 1.0) -> float:
 
 def volume_fraction_within(r: float, n: int) -> float:
     """Fraction of the unit n-ball's volume within radius ``r`` in [0, 1]: ``r^n``, the CDF of a uniform point's radius."""
-    _check_dim(n)
-    return _check_unit_interval(r, "r") ** n
+    check_int(n, "n", low=1)
+    return float(check_number(r, "r", low=0.0, high=1.0)) ** n
 
 
 def radius_quantile(q: float, n: int) -> float:
     """The radius below which a fraction ``q`` of the unit n-ball's volume lies: ``q^(1/n)`` (inverse of ``r^n``)."""
-    _check_dim(n)
-    return _check_unit_interval(q, "q") ** (1.0 / n)
+    check_int(n, "n", low=1)
+    return float(check_number(q, "q", low=0.0, high=1.0)) ** (1.0 / n)
 
 
 def radius_median(n: int) -> float:
@@ -79,12 +63,12 @@ def radius_median(n: int) -> float:
 
 def radius_mean(n: int) -> float:
     """Mean radius of a uniform point in the unit n-ball: ``int_0^1 r n r^(n-1) dr = n / (n + 1)``."""
-    return _check_dim(n) / (n + 1)
+    return check_int(n, "n", low=1) / (n + 1)
 
 
 def radius_rms(n: int) -> float:
     """Root mean square radius of a uniform point in the unit n-ball: ``sqrt(E R^2) = sqrt(n / (n + 2))``."""
-    return math.sqrt(_check_dim(n) / (n + 2))
+    return math.sqrt(check_int(n, "n", low=1) / (n + 2))
 
 
 def shell_width(fraction: float, n: int) -> float:
@@ -92,8 +76,8 @@ def shell_width(fraction: float, n: int) -> float:
 
     From ``1 - (1 - w)^n = fraction``: ``w = 1 - (1 - fraction)^(1/n)``, about ``-ln(1 - fraction) / n``.
     """
-    _check_dim(n)
-    return 1.0 - (1.0 - _check_unit_interval(fraction, "fraction", open_high=True)) ** (1.0 / n)
+    check_int(n, "n", low=1)
+    return 1.0 - (1.0 - check_number(fraction, "fraction", low=0.0, high=1.0, high_open=True)) ** (1.0 / n)
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -103,8 +87,8 @@ def sample_sphere(N: int, n: int, *, generator: torch.Generator | None = None,
 
     The standard Gaussian density depends on ``|x|`` only, so its direction is uniform.
     """
-    _check_dim(N, name="N")
-    _check_dim(n)
+    check_int(N, "N", low=1)
+    check_int(n, "n", low=1)
     x = torch.randn(N, n, generator=generator, dtype=dtype)  # (N, n)
     return x / x.norm(dim=1, keepdim=True)
 
@@ -127,10 +111,12 @@ def cosine_density(t: torch.Tensor, n: int) -> torch.Tensor:
     ``c_n (1 - t^2)^((n - 3)/2)`` with ``c_n = Gamma(n/2) / (sqrt(pi) Gamma((n - 1)/2))``: the area of
     the (n-2)-sphere of radius ``sqrt(1 - t^2)`` at height t, times ``dtheta = dt / sqrt(1 - t^2)``.
     """
-    _check_dim(n, low=2)
-    check_tensor(t, "t")
+    check_int(n, "n", low=2)
+    check_float_tensor(t, "t")
     log_c = math.lgamma(n / 2) - 0.5 * math.log(math.pi) - math.lgamma((n - 1) / 2)
-    return torch.exp(log_c + (n - 3) / 2 * torch.log1p(-t * t))
+    inside = t.abs() <= 1  # a cosine lies in [-1, 1]: the density is 0 outside (log1p would give NaN)
+    density = torch.exp(log_c + (n - 3) / 2 * torch.log1p(-(t * t).clamp(max=1.0)))
+    return torch.where(inside | t.isnan(), density, torch.zeros_like(t))
 
 
 def cosine_cdf(t: torch.Tensor, n: int) -> torch.Tensor:
@@ -141,8 +127,8 @@ def cosine_cdf(t: torch.Tensor, n: int) -> torch.Tensor:
     ``W_m = int_(-pi/2)^(pi/2) cos^m = sqrt(pi) Gamma((m+1)/2) / Gamma(m/2 + 1)``, starting from
     ``F_2 = 1/2 + asin(t)/pi`` (uniform angle) and ``F_3 = (1 + t)/2`` (Archimedes: uniform height).
     """
-    _check_dim(n, low=2)
-    check_tensor(t, "t")
+    check_int(n, "n", low=2)
+    check_float_tensor(t, "t")
     t = t.clamp(-1.0, 1.0)
     m = 2 if n % 2 == 0 else 3
     F = 0.5 + torch.asin(t) / math.pi if m == 2 else (1.0 + t) / 2
@@ -156,8 +142,8 @@ def cosine_cdf(t: torch.Tensor, n: int) -> torch.Tensor:
 
 def cosine_tail_bound(eps: float, n: int) -> float:
     """``2 exp(-n eps^2 / 2)``, an upper bound on ``P(|cos| >= eps)`` for uniform directions in R^n (Ball 1997)."""
-    _check_dim(n)
-    _check_unit_interval(eps, "eps")
+    check_int(n, "n", low=1)
+    check_number(eps, "eps", low=0.0, high=1.0)
     return min(1.0, 2.0 * math.exp(-n * eps * eps / 2))
 
 
@@ -166,7 +152,11 @@ def pairwise_cosines(X: torch.Tensor) -> torch.Tensor:
     N, _ = check_shape(X, "N n", name="X")
     if N < 2:
         raise ValueError(f"X needs at least 2 rows to form a pair, got shape {tuple(X.shape)}")
-    U = X / X.norm(dim=1, keepdim=True)  # (N, n)
+    check_float_tensor(X, "X")
+    norms = X.norm(dim=1, keepdim=True)  # (N, 1)
+    if bool((norms == 0).any()):
+        raise ValueError(f"X has a zero row (row {int((norms[:, 0] == 0).nonzero()[0])}): its cosine with another row is undefined")
+    U = X / norms  # (N, n)
     i, j = torch.triu_indices(N, N, offset=1)
     return (U @ U.T)[i, j]  # (N, n) x (n, N) -> (N, N) -> (N(N-1)/2,)
 
@@ -174,7 +164,7 @@ def pairwise_cosines(X: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------- Johnson-Lindenstrauss
 def _jl_rate(eps: float) -> float:
     # eps^2/2 - eps^3/3 > 0 on (0, 1): the Chernoff exponent of one chi-square tail is k/2 times it
-    _check_unit_interval(eps, "eps", open_low=True, open_high=True)
+    check_number(eps, "eps", low=0.0, high=1.0, low_open=True, high_open=True)
     return eps ** 2 / 2 - eps ** 3 / 3
 
 
@@ -186,8 +176,8 @@ def jl_failure_bound(N: int, k: int, eps: float) -> float:
     Gupta (2003, lemma 2.2); there are ``N (N - 1) / 2`` pairs. Returns
     ``min(1, N (N - 1) exp(-k (eps^2/2 - eps^3/3) / 2))``.
     """
-    _check_dim(N, low=2, name="N")
-    _check_dim(k, name="k")
+    check_int(N, "N", low=2)
+    check_int(k, "k", low=1)
     log_bound = math.log(N) + math.log(N - 1) - k * _jl_rate(eps) / 2
     return math.exp(min(0.0, log_bound))
 
@@ -203,9 +193,8 @@ def jl_min_dim(N: int, eps: float, *, beta: float = 1.0) -> int:
 
     Book: :doc:`/notebooks/16_interpretability`
     """
-    _check_dim(N, low=2, name="N")
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
-        raise ValueError(f"beta must be a number >= 0, got {beta!r}")
+    check_int(N, "N", low=2)
+    check_number(beta, "beta", low=0.0)
     return math.ceil((4 + 2 * beta) * math.log(N) / _jl_rate(eps))
 
 
@@ -216,7 +205,8 @@ def random_projection(X: torch.Tensor, k: int, *, generator: torch.Generator | N
     preserved in expectation, and the sum of k squares concentrates around it.
     """
     _, n = check_shape(X, "N n", name="X")
-    _check_dim(k, name="k")
+    check_float_tensor(X, "X")
+    check_int(k, "k", low=1)
     G = torch.randn(n, k, generator=generator, dtype=X.dtype).to(X.device)  # (n, k)
     return X @ G / math.sqrt(k)  # (N, n) x (n, k) -> (N, k)
 

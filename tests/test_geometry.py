@@ -167,19 +167,19 @@ def test_random_projection_to_too_few_dimensions_distorts():
 def test_bad_input_raises():
     with pytest.raises(ValueError, match="n must be an int >= 1"):
         ball_volume(0)
-    with pytest.raises(ValueError, match=r"r must lie in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"r must be a finite number in \[0, 1\], got 1.5"):
         volume_fraction_within(1.5, 3)
     with pytest.raises(TypeError, match="q must be a number"):
         radius_quantile("half", 3)
-    with pytest.raises(ValueError, match=r"fraction must lie in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"fraction must be a finite number in \[0, 1\), got 1.0"):
         shell_width(1.0, 3)
     with pytest.raises(ValueError, match="n must be an int >= 2"):
         cosine_cdf(torch.zeros(1), 1)
     with pytest.raises(TypeError, match="t must be a torch.Tensor"):
         cosine_density(0.5, 3)
-    with pytest.raises(ValueError, match=r"eps must lie in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"eps must be a finite number in \(0, 1\), got 1.0"):
         jl_min_dim(100, 1.0)
-    with pytest.raises(ValueError, match="beta must be a number >= 0"):
+    with pytest.raises(ValueError, match=r"beta must be a finite number in \[0, inf\), got -1"):
         jl_min_dim(100, 0.5, beta=-1)
     with pytest.raises(ValueError, match="k must be an int >= 1"):
         jl_failure_bound(100, 0, 0.5)
@@ -191,3 +191,29 @@ def test_bad_input_raises():
         distance_ratios(torch.ones(3, 2), torch.ones(3, 2))
     with pytest.raises(ValueError, match="Y must have shape"):
         distance_ratios(torch.randn(3, 2), torch.randn(4, 2))
+
+
+def test_hostile_input_gets_a_clear_error_or_the_right_answer():
+    """Issue 15 (the API fuzz test): a boolean tensor used to reach torch's kernels ("normal_kernel_cpu
+    not implemented for 'Bool'"), a cosine outside [-1, 1] gave a NaN density, a zero row gave NaN
+    cosines, and NaN parameters slipped past ``r < 0``."""
+    stats = pytest.importorskip("scipy.stats", reason="scipy gives the reference Beta((n-1)/2, (n-1)/2) law")
+    t = torch.tensor([-2.0, -1.5, 0.5, 1.5, 2.0], **F64)
+    for n in (3, 4, 10):  # scipy's pdf is 0 outside the support
+        ref = torch.tensor(stats.beta.pdf((1 + t.numpy()) / 2, (n - 1) / 2, (n - 1) / 2) / 2, **F64)
+        torch.testing.assert_close(cosine_density(t, n), ref, rtol=1e-9, atol=0)
+    assert cosine_density(torch.tensor([float("nan")], **F64), 5).isnan().all()  # NaN in, NaN out
+    for f in (cosine_density, cosine_cdf):
+        with pytest.raises(TypeError, match="t must be a floating-point tensor, got dtype bool"):
+            f(torch.ones(3, dtype=torch.bool), 3)
+    for f in (pairwise_cosines, lambda X: random_projection(X, 2)):
+        with pytest.raises(TypeError, match="X must be a floating-point tensor, got dtype bool"):
+            f(torch.ones(3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="X has a zero row"):
+        pairwise_cosines(torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"r must be a finite number in \[0, inf\), got nan"):
+        ball_volume(3, float("nan"))
+    with pytest.raises(ValueError, match=r"q must be a finite number in \[0, 1\], got nan"):
+        radius_quantile(float("nan"), 3)
+    with pytest.raises(ValueError, match=r"beta must be a finite number in \[0, inf\), got inf"):
+        jl_min_dim(100, 0.5, beta=float("inf"))
