@@ -20,10 +20,9 @@ Book: :doc:`/notebooks/04_calculus_autodiff`
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from .checks import check_callable, check_number
 from .tensor_autograd import Tensor, grad
 
 SCHEMES = ("forward", "central")
@@ -36,9 +35,21 @@ def _check_scheme(scheme: str) -> None:
 
 
 def _check_step(h):
-    if isinstance(h, bool) or not isinstance(h, numbers.Real) or not h > 0:
-        raise ValueError(f"the step h must be a positive number, got {h!r}")
-    return h  # kept as given: a float32 step keeps a float32 computation in float32
+    # kept as given: a float32 step keeps a float32 computation in float32
+    return check_number(h, "h", low=0.0, low_open=True)
+
+
+def _as_float_array(x, name: str) -> np.ndarray:
+    """A float64 array of the numbers in ``x``; None, a bool, a string or a boolean array is refused."""
+    if x is None or isinstance(x, (bool, str, bytes)):
+        raise TypeError(f"{name} must be a number or an array of numbers, got {type(x).__name__}")
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a number or an array of numbers: {err}") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a number or an array of numbers, got an array of dtype {arr.dtype}")
+    return arr.astype(np.float64)
 
 
 class GradientMismatch(AssertionError):
@@ -48,6 +59,7 @@ class GradientMismatch(AssertionError):
 # ---------------------------------------------------------------------------- finite differences
 def finite_difference(f, x: float, h: float, scheme: str = "central") -> float:
     """The derivative of a scalar function ``f`` at ``x`` estimated with step ``h``."""
+    check_callable(f, "f")
     _check_scheme(scheme)
     h = _check_step(h)
     if scheme == "forward":
@@ -66,9 +78,10 @@ def numerical_grad(f, x, h: float = 1e-6, scheme: str = "central") -> np.ndarray
     Returns:
         An array of ``x``'s shape. Costs 2 x.size evaluations of ``f`` (central).
     """
+    check_callable(f, "f")
     _check_scheme(scheme)
     h = _check_step(h)
-    x = np.array(x, dtype=np.float64)
+    x = _as_float_array(x, "x").copy()
     out = np.empty_like(x)
     flat, g = x.reshape(-1), out.reshape(-1)  # views: writing flat[i] moves x
     f0 = f(x) if scheme == "forward" else None
@@ -91,6 +104,10 @@ def derivative_errors(f, df, x, hs, scheme: str = "central") -> np.ndarray:
     ``x`` may be a number (returns shape (len(hs),)) or an array of points, with ``f`` and ``df``
     elementwise (returns shape (len(hs),) + x.shape).
     """
+    check_callable(f, "f")
+    check_callable(df, "df")
+    if isinstance(hs, (str, bytes)) or not hasattr(hs, "__iter__"):
+        raise TypeError(f"hs must be a sequence of steps, got {type(hs).__name__}")
     return np.array([abs(finite_difference(f, x, h, scheme) - df(x)) for h in hs])
 
 
@@ -102,8 +119,8 @@ def optimal_step(scheme: str, f_scale: float = 1.0, deriv_scale: float = 1.0, ep
     ``h* = sqrt(2 eps |f| / |f''|)`` and ``h* = (3 eps |f| / |f'''|)^(1/3)``.
     """
     _check_scheme(scheme)
-    if not (f_scale > 0 and deriv_scale > 0 and eps > 0):
-        raise ValueError(f"f_scale, deriv_scale and eps must be > 0, got {f_scale}, {deriv_scale}, {eps}")
+    for name, value in (("f_scale", f_scale), ("deriv_scale", deriv_scale), ("eps", eps)):
+        check_number(value, name, low=0.0, low_open=True)
     if scheme == "forward":
         return float(np.sqrt(2 * eps * f_scale / deriv_scale))
     return float(np.cbrt(3 * eps * f_scale / deriv_scale))
@@ -116,7 +133,8 @@ def relative_error(a, b, floor: float = 1e-12) -> float:
     Normwise rather than elementwise, so that an entry whose true value is 0 (and whose
     finite difference is a round-off of 1e-11) does not count as a 100 % error.
     """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = _as_float_array(a, "a"), _as_float_array(b, "b")
+    check_number(floor, "floor", low=0.0, low_open=True)
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
     if a.size == 0:
@@ -137,7 +155,10 @@ def gradcheck(f, x, h: float = 1e-6, rtol: float = 1e-6) -> float:
     Returns:
         The relative error. Raises :class:`GradientMismatch` if it is above ``rtol``.
     """
-    x = np.asarray(x, dtype=np.float64)
+    check_callable(f, "f")
+    x = _as_float_array(x, "x")
+    h = _check_step(h)
+    check_number(rtol, "rtol", low=0.0)
     xt = Tensor(x, requires_grad=True)
     (analytic,) = grad(f(xt), [xt])
     numeric = numerical_grad(lambda a: f(Tensor(a)).item(), x, h)

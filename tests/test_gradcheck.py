@@ -83,9 +83,31 @@ def test_relative_error_is_normwise():
 def test_bad_inputs():
     with pytest.raises(ValueError, match=r"scheme must be one of \('forward', 'central'\), got 'backward'"):
         finite_difference(np.sin, 0.0, 1e-3, "backward")
-    with pytest.raises(ValueError, match="positive number, got 0"):
+    with pytest.raises(ValueError, match=r"h must be a finite number in \(0, inf\), got 0"):
         numerical_grad(np.sum, np.ones(2), h=0)
     with pytest.raises(ValueError, match=r"same shape, got \(2,\) and \(3,\)"):
         relative_error(np.ones(2), np.ones(3))
-    with pytest.raises(ValueError, match="must be > 0"):
+    with pytest.raises(ValueError, match=r"f_scale must be a finite number in \(0, inf\), got 0.0"):
         optimal_step("central", 0.0, 1.0)
+
+
+def test_hostile_input_gets_a_clear_error():
+    """Issue 15 (the API fuzz test): a number where f goes used to fail inside with "'float' object is
+    not callable", relative_error(1.0, None) returned NaN (None became a NaN array), and an infinite
+    step h returned NaN."""
+    for call in (lambda: finite_difference(0.5, 0.0, 1e-3), lambda: numerical_grad(None, np.ones(2)),
+                 lambda: gradcheck(np.ones(2), np.ones(2)), lambda: derivative_errors(1.0, np.cos, 0.0, [1e-3])):
+        with pytest.raises(TypeError, match="f must be callable, got"):
+            call()
+    with pytest.raises(TypeError, match="df must be callable, got NoneType"):
+        derivative_errors(np.sin, None, 0.0, [1e-3])
+    with pytest.raises(TypeError, match="b must be a number or an array of numbers, got NoneType"):
+        relative_error(1.0, None)
+    with pytest.raises(TypeError, match="a must be a number or an array of numbers, got an array of dtype bool"):
+        relative_error(np.ones(2, dtype=bool), np.ones(2))
+    with pytest.raises(ValueError, match=r"h must be a finite number in \(0, inf\), got inf"):
+        finite_difference(np.sin, 0.0, float("inf"))
+    with pytest.raises(ValueError, match=r"h must be a finite number in \(0, inf\), got nan"):
+        numerical_grad(np.sum, np.ones(2), h=float("nan"))
+    # a float32 step is kept as given (float32 arithmetic stays float32)
+    assert finite_difference(lambda x: x * x, np.float32(1.0), np.float32(2 ** -4)).dtype == np.float32
