@@ -118,16 +118,6 @@ def check_sequence(value, name: str) -> list | tuple:
     return value
 
 
-def check_int(value, name: str, *, minimum: int | None = None) -> int:
-    """Raise unless ``value`` is an int (not a bool, not a float such as 1e308), at least ``minimum`` if given."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        shown = repr(value) if isinstance(value, (float, str)) else type(value).__name__
-        raise TypeError(f"{name} must be an int, got {shown}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return value
-
-
 def check_instance(value, types: type | tuple[type, ...], name: str):
     """Raise TypeError unless ``value`` is an instance of ``types`` (e.g. ``nn.Module``, a config class)."""
     if not isinstance(value, types):
