@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from .checks import check_positive, check_positive_int
+from .checks import check_callable, check_positive, check_positive_int
 
 NONLINEARITIES = ("linear", "sigmoid", "tanh", "relu")
 
@@ -119,10 +119,7 @@ def activation_variances(draw_weight, activation, depth: int, width: int, n: int
     Returns:
         A (depth,) float64 tensor: Var(z_1), ..., Var(z_depth), over all samples and units.
     """
-    if not callable(draw_weight):
-        raise TypeError(f"draw_weight must be a function shape, generator -> weight, got {type(draw_weight).__name__}")
-    if not callable(activation):
-        raise TypeError(f"activation must be an elementwise function, got {type(activation).__name__}")
+    check_callable(draw_weight, "draw_weight"), check_callable(activation, "activation")
     for name, value in (("depth", depth), ("width", width), ("n", n)):
         check_positive_int(value, name)
     z = torch.randn(n, width, generator=generator, dtype=torch.float64)  # z_0: (n, width)

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_ids, check_positive_int, check_shape, check_tensor
+from .checks import (check_float_tensor, check_ids, check_instance, check_int, check_positive_int, check_shape,
+                     check_tensor)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -71,12 +72,23 @@ def embedding_offset(model, delta: torch.Tensor):
 
 def last_logits(model, idx: torch.Tensor) -> torch.Tensor:
     """Logits (B, V) of the token after each row of ``idx`` (B, T)."""
+    check_instance(model, torch.nn.Module, "model")
     out = model(idx)
-    return (out[0] if isinstance(out, tuple) else out)[:, -1]
+    logits = out[0] if isinstance(out, tuple) else out
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+        raise ValueError(f"model must map (B, T) ids to (B, T, V) logits (or a tuple starting with them), "
+                         f"got {tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+    return logits[:, -1]
 
 
 def margin(logits: torch.Tensor, label: int) -> torch.Tensor:
     """``z_label - max_{k != label} z_k`` for each row of (B, V) logits: (B,); negative once another token wins."""
+    check_float_tensor(logits, "logits")
+    B, V = check_shape(logits, "B V", name="logits")
+    check_int(label, "label")
+    if V < 2 or not 0 <= label < V:
+        raise ValueError(f"label must be a token id in [0, V) of V >= 2 logits (a margin needs a rival), "
+                         f"got label {label} for logits of shape {(B, V)}")
     others = logits.clone()
     others[:, label] = -float("inf")
     return logits[:, label] - others.max(-1).values

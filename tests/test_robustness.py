@@ -147,3 +147,25 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="delta"):
         with embedding_offset(model, torch.zeros(8, 5)):
             pass
+
+
+def test_margin_and_last_logits_refuse_bad_input():
+    """Issue 15: ``margin`` with a label past the vocabulary raised IndexError, on a 1-d tensor "too many
+    indices", on a number "'float' object has no attribute 'clone'"; ``last_logits`` of a tensor
+    "'Tensor' object is not callable". Now each names its parameter."""
+    z = torch.tensor([[1.0, 3.0, 2.0]])
+    assert float(margin(z, 1)) == 1.0 and float(margin(z, 0)) == -2.0  # 3 - 2 and 1 - 3, by hand
+    with pytest.raises(ValueError, match=r"label must be a token id in \[0, V\).*got label 4"):
+        margin(z, 4)
+    with pytest.raises(ValueError, match=r"label must be .* got label 0 for logits of shape \(2, 1\)"):
+        margin(torch.zeros(2, 1), 0)  # one logit: no rival, the margin would be +inf
+    with pytest.raises(ValueError, match=r"logits must have shape \(B, V\)"):
+        margin(torch.zeros(3), 0)
+    with pytest.raises(TypeError, match="logits must be a torch.Tensor, got float"):
+        margin(1.0, 0)
+    with pytest.raises(ValueError, match="label must be an int >= 0, got 1.5"):
+        margin(z, 1.5)
+    with pytest.raises(TypeError, match="model must be a Module, got Tensor"):
+        last_logits(torch.zeros(2, 3), torch.zeros(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"model must map \(B, T\) ids to \(B, T, V\) logits.*got \(1, 5\)"):
+        last_logits(torch.nn.Embedding(4, 5), torch.zeros(1, dtype=torch.long))
