@@ -23,15 +23,8 @@ import time
 
 import torch
 
-from .checks import check_positive_int, check_tensor
+from .checks import check_int, check_number, check_positive_int, check_tensor
 from .minimize import Result, _start
-
-
-def _check(name: str, value, lo: float = 0.0, hi: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (value > lo and (hi is None or value <= hi)) or (isinstance(value, float) and math.isinf(value)):
-        raise ValueError(f"{name} must lie in ({lo:g}, {'inf' if hi is None else f'{hi:g}'}], got {value}")
 
 
 def simulated_annealing(f, x0: torch.Tensor, *, steps: int = 5000, step_size: float = 0.1, t0: float = 1.0,
@@ -45,9 +38,10 @@ def simulated_annealing(f, x0: torch.Tensor, *, steps: int = 5000, step_size: fl
         generator: for reproducible proposals and acceptances.
     """
     fc, x = _start(f, x0)
-    _check("step_size", step_size)
-    _check("t0", t0)
-    _check("cooling", cooling, 0.0, 1.0)
+    check_number(step_size, "step_size", low=0.0, low_open=True)
+    check_number(t0, "t0", low=0.0, low_open=True)
+    check_number(cooling, "cooling", low=0.0, high=1.0, low_open=True)
+    check_int(steps, "steps", low=0)
     t_start = time.perf_counter()
     fx = fc.value(x)
     best_x, best_f = x.clone(), fx
@@ -73,7 +67,7 @@ def es_gradient(f, x: torch.Tensor, *, sigma: float, pairs: int,
 
     ``f`` must accept a batch (P, n) and return (P,).
     """
-    _check("sigma", sigma)
+    check_number(sigma, "sigma", low=0.0, low_open=True)
     check_tensor(x, "x")
     check_positive_int(pairs, "pairs")
     eps = torch.randn(pairs, x.shape[-1], generator=generator, dtype=x.dtype)     # (P, n)
@@ -89,8 +83,12 @@ def evolution_strategy(f, x0: torch.Tensor, *, steps: int = 500, pairs: int = 20
     ``f`` must accept a batch (P, n) and return (P,). Stops early once f(x) <= ``tol`` (if given).
     """
     fc, x = _start(f, x0)
-    _check("lr", lr)
+    check_number(lr, "lr", low=0.0, low_open=True)
+    check_number(sigma, "sigma", low=0.0, low_open=True)
     check_positive_int(pairs, "pairs")
+    check_int(steps, "steps", low=0)
+    if tol is not None:
+        check_number(tol, "tol")
 
     def batched(xs):                   # count every member of the population as one evaluation
         fc.n_fun += xs.shape[0]

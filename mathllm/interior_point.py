@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import torch
 
+from .checks import check_callable, check_number, check_positive_int
 from .minimize import Result, _start
 
 
@@ -45,10 +46,12 @@ def barrier_method(f: Callable, constraints: Callable, x0: torch.Tensor, *, t0: 
         ``t`` and the gap bounds ``gap_bound`` = m / t of the K centerings.
     """
     fc, x = _start(f, x0)
-    if not callable(constraints):
-        raise TypeError(f"constraints must be callable, got {type(constraints).__name__}")
-    if not mu > 1:
-        raise ValueError(f"mu must be > 1, got {mu}")
+    check_callable(constraints, "constraints")
+    check_number(t0, "t0", low=0.0, low_open=True)
+    check_number(mu, "mu", low=1.0, low_open=True)
+    check_number(eps, "eps", low=0.0, low_open=True)
+    check_number(newton_tol, "newton_tol", low=0.0, low_open=True)
+    check_positive_int(max_newton, "max_newton")
     with torch.no_grad():
         c0 = constraints(x)
     if c0.dim() != 1:

@@ -57,11 +57,11 @@ def test_simulated_annealing_is_reproducible():
 
 def test_bad_inputs_name_expected_and_received():
     x0 = torch.zeros(2, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"cooling must lie in \(0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"cooling must be a finite number in \(0, 1\], got 1.5"):
         simulated_annealing(rosenbrock, x0, cooling=1.5)
-    with pytest.raises(ValueError, match=r"step_size must lie in \(0, inf\], got -0.1"):
+    with pytest.raises(ValueError, match=r"step_size must be a finite number in \(0, inf\), got -0.1"):
         simulated_annealing(rosenbrock, x0, step_size=-0.1)
-    with pytest.raises(ValueError, match=r"sigma must lie in \(0, inf\], got 0"):
+    with pytest.raises(ValueError, match=r"sigma must be a finite number in \(0, inf\), got 0"):
         es_gradient(rosenbrock, x0, sigma=0, pairs=3)
     with pytest.raises(ValueError, match="pairs must be a positive int, got 0"):
         evolution_strategy(rosenbrock, x0, pairs=0)
@@ -72,3 +72,19 @@ def test_bad_inputs_name_expected_and_received():
 def test_es_gradient_needs_a_positive_int_of_pairs(pairs):
     with pytest.raises(ValueError, match=rf"pairs must be a positive int, got {pairs!r}"):
         es_gradient(lambda xs: (xs ** 2).sum(-1), torch.zeros(3), sigma=0.1, pairs=pairs)
+
+
+def test_non_finite_and_non_numeric_settings_refused():
+    """NaN, inf and strings are refused the same way as in the other modules (checks.check_number): a
+    NaN step size used to run the whole walk on NaN proposals; sigma was checked only inside es_gradient."""
+    x0 = torch.zeros(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"step_size must be a finite number in \(0, inf\), got nan"):
+        simulated_annealing(rosenbrock, x0, step_size=float("nan"))
+    with pytest.raises(ValueError, match=r"t0 must be a finite number in \(0, inf\), got inf"):
+        simulated_annealing(rosenbrock, x0, t0=float("inf"))
+    with pytest.raises(TypeError, match="lr must be a number, got str"):
+        evolution_strategy(rosenbrock, x0, lr="0.1")
+    with pytest.raises(ValueError, match=r"sigma must be a finite number in \(0, inf\), got -1"):
+        evolution_strategy(rosenbrock, x0, sigma=-1, steps=0)
+    with pytest.raises(ValueError, match="steps must be an int >= 0, got 2.5"):
+        simulated_annealing(rosenbrock, x0, steps=2.5)

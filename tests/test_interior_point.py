@@ -69,7 +69,23 @@ def test_bad_inputs_name_expected_and_received():
     c, G, h = _lp(0)
     with pytest.raises(ValueError, match=r"x0 must be strictly feasible \(every constraint < 0\), got max constraint 23.9"):
         barrier_method(lambda x: c @ x, lambda x: G @ x - h, torch.full((4,), 9.5, **D))
-    with pytest.raises(ValueError, match="mu must be > 1, got 0.5"):
+    with pytest.raises(ValueError, match=r"mu must be a finite number in \(1, inf\), got 0.5"):
         barrier_method(lambda x: c @ x, lambda x: G @ x - h, torch.zeros(4, **D), mu=0.5)
     with pytest.raises(ValueError, match=r"constraints\(x\) must return an \(m,\) tensor, got shape \(\)"):
         barrier_method(lambda x: c @ x, lambda x: (x @ x - 1), torch.zeros(4, **D))
+
+
+def test_non_finite_settings_refused():
+    """Issue 15: ``not mu > 1`` let mu = inf through, and t0 was not checked: both then failed inside
+    autograd ("element 0 of tensors does not require grad"); every setting now goes through
+    checks.check_number, NaN and inf refused alike."""
+    c, G, h = _lp(0)
+    args = (lambda x: c @ x, lambda x: G @ x - h, torch.zeros(4, **D))
+    with pytest.raises(ValueError, match=r"mu must be a finite number in \(1, inf\), got inf"):
+        barrier_method(*args, mu=float("inf"))
+    with pytest.raises(ValueError, match=r"t0 must be a finite number in \(0, inf\), got nan"):
+        barrier_method(*args, t0=float("nan"))
+    with pytest.raises(ValueError, match="max_newton must be a positive int, got 0"):
+        barrier_method(*args, max_newton=0)
+    with pytest.raises(TypeError, match="constraints must be callable, got Tensor"):
+        barrier_method(args[0], G, args[2])
