@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 
-from .checks import check_positive, check_positive_int
+from .checks import check_instance, check_positive, check_positive_int
 from .data import TokenData
 from .train_config import TrainConfig
 from .trainer import Trainer
@@ -156,6 +156,7 @@ def lora_targets(model: nn.Module, targets: tuple[str, ...] | list[str]) -> list
     selects nothing, or selects a module that is not an ``nn.Linear``, is an error naming the
     linear layers that exist.
     """
+    check_instance(model, nn.Module, "model")
     if isinstance(targets, str):
         raise TypeError(f"targets must be a tuple or list of module names, got the str {targets!r}")
     modules = dict(model.named_modules())
@@ -190,6 +191,7 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 # ---------------------------------------------------------------------------- the model
 def freeze_base(model: nn.Module) -> nn.Module:
     """Freeze every parameter of ``model`` except the adapters' ``A`` and ``B``; returns ``model``."""
+    check_instance(model, nn.Module, "model")
     adapters = {id(p) for m in model.modules() if isinstance(m, LoRALinear) for p in (m.A, m.B)}
     for p in model.parameters():
         p.requires_grad_(id(p) in adapters)
@@ -226,6 +228,7 @@ def apply_lora(model: nn.Module, config: LoRAConfig, *, freeze: bool = True,
 
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
     """``{name: LoRALinear}`` for every adapter of ``model``."""
+    check_instance(model, nn.Module, "model")
     return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
 
 
@@ -262,6 +265,7 @@ def remove_lora(model: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------------------- counting
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """``(trainable, total)`` parameters of ``model``, a tied tensor counted once."""
+    check_instance(model, nn.Module, "model")
     params = list(model.parameters())  # deduplicated by torch
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
@@ -287,6 +291,7 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
     Measured, not computed: an optimizer holds state only for parameters it has stepped.
     """
+    check_instance(optimizer, torch.optim.Optimizer, "optimizer")
     return sum(v.numel() * v.element_size() for state in optimizer.state.values()
                for v in state.values() if isinstance(v, torch.Tensor))
 

@@ -344,3 +344,20 @@ def test_bad_model_input():
         LoRALinear(nn.Conv1d(2, 2, 1), 1, 1.0)
     with pytest.raises(TypeError, match="str"):
         lora_targets(tiny_gpt(), "attn.qkv")
+
+
+@pytest.mark.parametrize("fn", [count_parameters, freeze_base, lora_layers, merge_lora, unmerge_lora, remove_lora])
+def test_model_functions_refuse_what_is_not_a_module(fn):
+    """Issue 15: a tensor or a number gave "'Tensor' object has no attribute 'named_modules'"; now the
+    TypeError names ``model``. A state dict (a common mix-up) is refused the same way."""
+    for bad in (torch.zeros(2, 3), 1.0, None, tiny_gpt().state_dict()):
+        with pytest.raises(TypeError, match=f"model must be a Module, got {type(bad).__name__}"):
+            fn(bad)
+
+
+def test_optimizer_state_bytes_refuses_what_is_not_an_optimizer():
+    model = tiny_gpt(dtype=torch.float32)
+    opt = torch.optim.AdamW(model.parameters())
+    assert optimizer_state_bytes(opt) == 0  # no step yet: AdamW allocates m and v lazily
+    with pytest.raises(TypeError, match="optimizer must be an Optimizer, got dict"):
+        optimizer_state_bytes(opt.state_dict())  # before: "'dict' object has no attribute 'state'"
