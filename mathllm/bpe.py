@@ -25,9 +25,9 @@ import operator
 import os
 from collections.abc import Iterable, Iterator
 
-from .bpe_train import N_BYTES, train_incremental, train_naive
+from .bpe_train import N_BYTES, check_pair, train_incremental, train_naive
 from .char_tokenizer import token_id_list
-from .checks import check_positive_int
+from .checks import check_positive_int, check_sequence
 from .pretokenize import (GPT2_SPLIT_PATTERN, check_special_tokens, count_pretokens, pretokenize,
                           settled_length, split_special)
 
@@ -78,8 +78,11 @@ class BPETokenizer:
 
     def __init__(self, merges: Iterable[tuple[int, int]], special_tokens: Iterable[str] | dict[str, int] | None = (),
                  merge_counts: Iterable[int] | None = None, *, vocab: dict[int, bytes] | None = None):
-        self.merges = [(operator.index(a), operator.index(b)) for a, b in merges]
+        check_sequence(merges, "merges")
+        self.merges = [check_pair(p, f"merges[{k}]") for k, p in enumerate(merges)]  # a JSON [a, b] too
         self.special_tokens = check_special_tokens(special_tokens)
+        if merge_counts is not None and len(check_sequence(merge_counts, "merge_counts")) != len(self.merges):
+            raise ValueError(f"merge_counts must hold one count per merge ({len(self.merges)}), got {len(merge_counts)}")
         self.merge_counts = list(merge_counts) if merge_counts is not None else None
         if vocab is None:  # the training order: bytes, then one token per merge
             self.vocab = {i: bytes([i]) for i in range(N_BYTES)}

@@ -22,9 +22,44 @@ Book: :doc:`/notebooks/08_tokenization`
 from __future__ import annotations
 
 import heapq
+import operator
 from collections import defaultdict
 
+from .checks import check_nonnegative_int, check_sequence
+
 N_BYTES = 256
+
+
+# ---------------------------------------------------------------------------- input checks
+def _token_id(value, what: str) -> int:
+    """``value`` as an int id >= 0 (an int or a NumPy integer; never a bool or a float)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        i = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an int token id, got {type(value).__name__} {value!r}"[:200]) from None
+    if i < 0:
+        raise ValueError(f"{what} must be a token id >= 0, got {i}")
+    return i
+
+
+def check_pair(pair, name: str = "pair") -> tuple[int, int]:
+    """``pair`` as a tuple of two int token ids; a list ``[a, b]`` (read from JSON) is accepted."""
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TypeError(f"{name} must be a pair of token ids (a, b), got {type(pair).__name__} {pair!r}"[:200])
+    return _token_id(pair[0], name), _token_id(pair[1], name)
+
+
+def _check_word_freqs(word_freqs) -> None:
+    if not isinstance(word_freqs, dict):
+        raise TypeError(f"word_freqs must be a dict of pre-token bytes -> count (count_pretokens gives one), "
+                        f"got {type(word_freqs).__name__}")
+    for w, f in word_freqs.items():
+        if not isinstance(w, bytes):
+            raise TypeError(f"word_freqs must map bytes to counts, got the key {type(w).__name__} {w!r}"[:200])
+        if isinstance(f, bool) or not isinstance(f, int) or f < 1:
+            raise ValueError(f"word_freqs must map each pre-token to a count >= 1, got {w!r}: {f!r}"[:200])
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -34,6 +69,11 @@ def merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     >>> merge([97, 97, 97, 98], (97, 97), 256)
     [256, 97, 98]
     """
+    check_sequence(ids, "ids")
+    return _merge(ids, check_pair(pair), _token_id(new_id, "new_id"))
+
+
+def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     a, b = pair
     out, i, n = [], 0, len(ids)
     while i < n:
@@ -47,7 +87,25 @@ def merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
 
 
 def pair_counts(words: list[list[int]], freqs: list[int]) -> dict[tuple[int, int], int]:
-    """eq. (bpe-pair-count): each adjacent pair of each word, weighted by the word's frequency."""
+    """eq. (bpe-pair-count): each adjacent pair of each word, weighted by the word's frequency.
+
+    Args:
+        words: a list of words, each a list (or tuple) of token ids.  freqs: a count per word.
+
+    >>> pair_counts([[97, 97, 98], [97, 98]], [1, 3])
+    {(97, 97): 1, (97, 98): 4}
+    """
+    check_sequence(words, "words"), check_sequence(freqs, "freqs")
+    if len(words) != len(freqs):
+        raise ValueError(f"words and freqs must have one count per word, got {len(words)} words and {len(freqs)} counts")
+    for k, (w, f) in enumerate(zip(words, freqs)):
+        check_sequence(w, f"words[{k}]")
+        if isinstance(f, bool) or not isinstance(f, int):
+            raise TypeError(f"freqs must hold int counts, got {type(f).__name__} {f!r} at {k}")
+    return _pair_counts(words, freqs)
+
+
+def _pair_counts(words: list[list[int]], freqs: list[int]) -> dict[tuple[int, int], int]:
     counts: dict[tuple[int, int], int] = defaultdict(int)
     for w, f in zip(words, freqs):
         for pair in zip(w, w[1:]):
@@ -76,16 +134,17 @@ def train_naive(word_freqs: dict[bytes, int], n_merges: int) -> tuple[list[tuple
 
     Book: :doc:`/notebooks/08_tokenization`
     """
+    _check_word_freqs(word_freqs), check_nonnegative_int(n_merges, "n_merges")
     words, freqs, vocab = _initial(word_freqs)
     merges, counts_at_merge = [], []
     for step in range(n_merges):
-        counts = pair_counts(words, freqs)
+        counts = _pair_counts(words, freqs)  # the inputs were checked once, above
         if not counts:
             break
         pair = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]], p))
         new_id = N_BYTES + step
         vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
-        words = [merge(w, pair, new_id) for w in words]
+        words = [_merge(w, pair, new_id) for w in words]
         merges.append(pair)
         counts_at_merge.append(counts[pair])
     return merges, counts_at_merge
@@ -111,6 +170,7 @@ def train_incremental(word_freqs: dict[bytes, int], n_merges: int) -> tuple[list
 
     Book: :doc:`/notebooks/08_tokenization`
     """
+    _check_word_freqs(word_freqs), check_nonnegative_int(n_merges, "n_merges")
     words, freqs, vocab = _initial(word_freqs)
     keys = [_descending(vocab[i]) for i in range(N_BYTES)]
     counts: dict[tuple[int, int], int] = defaultdict(int)
@@ -135,7 +195,7 @@ def train_incremental(word_freqs: dict[bytes, int], n_merges: int) -> tuple[list
         delta: dict[tuple[int, int], int] = defaultdict(int)
         for i in where.pop(pair):
             w = words[i]
-            new_w = merge(w, pair, new_id)
+            new_w = _merge(w, pair, new_id)
             if len(new_w) == len(w):
                 continue  # the pair left this word in an earlier merge
             f = freqs[i]

@@ -69,8 +69,14 @@ class CharTokenizer:
     """
 
     def __init__(self, chars: list[str]):
-        if len(set(chars)) != len(chars) or any(not isinstance(c, str) or len(c) != 1 for c in chars):
-            raise ValueError("chars must be a list of distinct single characters")
+        if not isinstance(chars, (list, tuple, str)):
+            raise TypeError(f"chars must be a list of distinct single characters, got {type(chars).__name__}")
+        bad = [c for c in chars if not isinstance(c, str) or len(c) != 1]
+        if bad:
+            raise ValueError(f"chars must be a list of distinct single characters, got {bad[0]!r}"[:200])
+        if len(set(chars)) != len(chars):
+            twice = sorted(c for c in set(chars) if chars.count(c) > 1)
+            raise ValueError(f"chars must be a list of distinct single characters, got {twice[0]!r} twice")
         self.chars = list(chars)
         self.stoi = {c: i for i, c in enumerate(self.chars)}
 

@@ -33,6 +33,7 @@ import urllib.error
 from collections.abc import Iterable
 
 from .bpe import gpt2_bytes_to_unicode
+from .checks import check_str
 from .corpus import DATA_DIR_ENV, cache_dir, check_digest, download
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")  # one tokenizer for all four sizes
@@ -54,6 +55,7 @@ _BYTE_OF = {c: b for b, c in _TEXT_OF.items()}
 
 def token_bytes(token: str) -> bytes:
     """The bytes a token of ``vocab.json`` stands for: ``token_bytes("Ġthe") == b" the"``."""
+    check_str(token, "token")
     try:
         return bytes(_BYTE_OF[c] for c in token)
     except KeyError as e:
@@ -63,6 +65,8 @@ def token_bytes(token: str) -> bytes:
 
 def token_text(b: bytes) -> str:
     """The inverse of :func:`token_bytes`: ``token_text(b" the") == "Ġthe"``."""
+    if not isinstance(b, (bytes, bytearray)):
+        raise TypeError(f"b must be bytes, got {type(b).__name__}")
     return "".join([_TEXT_OF[c] for c in b])
 
 

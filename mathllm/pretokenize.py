@@ -25,6 +25,8 @@ from collections.abc import Iterable
 
 import regex  # the `re` module has no \p{L} (Unicode letter) classes
 
+from .checks import check_str
+
 GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 _PRETOKEN = regex.compile(GPT2_SPLIT_PATTERN)
 _SPACES = regex.compile(r"\s*")  # the same \s as the pattern (not str.isspace, which differs)
@@ -40,7 +42,7 @@ def pretokenize(text: str) -> list[str]:
 
     Book: :doc:`/notebooks/08_tokenization`
     """
-    return _PRETOKEN.findall(text)
+    return _PRETOKEN.findall(check_str(text, "text"))
 
 
 def check_special_tokens(special_tokens: Iterable[str] | None) -> tuple[str, ...]:
@@ -50,6 +52,9 @@ def check_special_tokens(special_tokens: Iterable[str] | None) -> tuple[str, ...
         return ()
     if isinstance(special_tokens, str):
         raise TypeError(f"special_tokens must be a list of strings, got the single string {special_tokens!r}")
+    if isinstance(special_tokens, bytes) or not isinstance(special_tokens, Iterable) \
+            or getattr(special_tokens, "ndim", None) is not None:  # a tensor or an array is no list of strings
+        raise TypeError(f"special_tokens must be a list of strings, got {type(special_tokens).__name__}")
     out = tuple(special_tokens)
     for s in out:
         if not isinstance(s, str):
@@ -77,7 +82,8 @@ def split_special(text: str, special_tokens: tuple[str, ...] = ()) -> list[tuple
     >>> split_special("a<|endoftext|>b", ("<|endoftext|>",))
     [('a', False), ('<|endoftext|>', True), ('b', False)]
     """
-    special_re = special_regex(tuple(special_tokens))
+    check_str(text, "text")
+    special_re = special_regex(check_special_tokens(special_tokens))
     if special_re is None:
         return [(text, False)] if text else []
     out, pos = [], 0
@@ -98,7 +104,7 @@ def count_pretokens(text: str, special_tokens: Iterable[str] = ()) -> Counter:
     so a pre-token that occurs ``f`` times contributes ``f`` to each of its pairs.
     """
     counts: Counter = Counter()
-    for segment, is_special in split_special(text, tuple(special_tokens)):
+    for segment, is_special in split_special(text, check_special_tokens(special_tokens)):
         if not is_special:
             counts.update(_PRETOKEN.findall(segment))
     return Counter({w.encode("utf-8"): n for w, n in counts.items()})
@@ -132,8 +138,9 @@ def settled_length(text: str, special_tokens: tuple[str, ...] = ()) -> int:
 
     Book: :doc:`/notebooks/08_tokenization`
     """
-    start, limit = 0, len(text)
-    special_re = special_regex(tuple(special_tokens))
+    start, limit = 0, len(check_str(text, "text"))
+    special_tokens = check_special_tokens(special_tokens)
+    special_re = special_regex(special_tokens)
     if special_re is not None:
         # a special token may still start anywhere the longest one does not fit yet
         limit = len(text) - max(map(len, special_tokens)) + 1

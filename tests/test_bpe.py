@@ -4,6 +4,7 @@ special tokens, save/load and bad input."""
 import json
 
 import pytest
+import torch
 from hypothesis import given, settings, strategies as st
 
 from mathllm.bpe import BPETokenizer, gpt2_bytes_to_unicode
@@ -430,3 +431,55 @@ def test_another_numbering_is_checked():
         BPETokenizer([], vocab={**bytes_, 257: b"ab"})
     with pytest.raises(ValueError, match="special token '<s>' has id 3, which the vocabulary already gives"):
         BPETokenizer([], {"<s>": 3}, vocab=bytes_)
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+@pytest.mark.parametrize("merges,error,message", [
+    (1.5, TypeError, "merges must be a list or tuple, got float"),            # was: 'float' object is not iterable
+    (None, TypeError, "merges must be a list or tuple, got NoneType"),
+    ([(97, 98, 99)], TypeError, r"merges\[0\] must be a pair of token ids"),  # was: too many values to unpack
+    ([(97, 98.0)], TypeError, r"merges\[0\] must be an int token id, got float"),
+    ([(True, 98)], TypeError, r"merges\[0\] must be an int token id, got bool"),  # was: read as byte 1
+    ([(97, 98)], ValueError, "merge_counts must hold one count per merge"),
+])
+def test_tokenizer_refuses_what_is_not_a_list_of_merges(merges, error, message):
+    counts = [5, 4] if error is ValueError else None
+    with pytest.raises(error, match=message):
+        BPETokenizer(merges, merge_counts=counts)
+
+
+def test_training_functions_refuse_what_count_pretokens_never_gives():
+    """Before issue 15: AttributeError 'float' object has no attribute 'items', or a str read as pairs."""
+    for train in (train_naive, train_incremental):
+        with pytest.raises(TypeError, match="word_freqs must be a dict of pre-token bytes -> count"):
+            train([b"ab"], 3)
+        with pytest.raises(TypeError, match="word_freqs must map bytes to counts, got the key str 'ab'"):
+            train({"ab": 1}, 3)
+        with pytest.raises(ValueError, match="count >= 1"):
+            train({b"ab": 0}, 3)
+        with pytest.raises(ValueError, match="n_merges must be an int >= 0, got -1"):
+            train({b"ab": 1}, -1)
+    with pytest.raises(TypeError, match=r"pair must be a pair of token ids \(a, b\), got int 4"):
+        merge([97, 98], 4, 256)                                      # was: cannot unpack non-iterable int object
+    with pytest.raises(TypeError, match="ids must be a list or tuple, got str"):
+        merge("ab", (97, 98), 256)
+    with pytest.raises(ValueError, match="words and freqs must have one count per word"):
+        pair_counts([[97, 98]], [1, 2])                              # was: zip dropped the extra count silently
+    with pytest.raises(TypeError, match="freqs must be a list or tuple, got int"):
+        pair_counts([[97, 98]], 4)
+
+
+@pytest.mark.parametrize("text", [None, 1.5, b"bytes"])
+def test_pretokenizers_refuse_what_is_not_text(text):
+    """Before issue 15: "a bytes-like object is required" from the regex, or "object has no len()"."""
+    for f in (pretokenize, count_pretokens, split_special, settled_length):
+        with pytest.raises(TypeError, match=f"text must be a str, got {type(text).__name__}"):
+            f(text)
+
+
+def test_special_tokens_must_be_a_list_of_strings():
+    with pytest.raises(TypeError, match="special_tokens must be a list of strings, got float"):
+        split_special("a", 1.5)
+    with pytest.raises(TypeError, match="special_tokens must be a list of strings, got Tensor"):
+        count_pretokens("a", torch.zeros(2))                         # was: "Boolean value of Tensor ... ambiguous"
+    assert split_special("a<s>b", ["<s>"]) == [("a", False), ("<s>", True), ("b", False)]  # a list works as a tuple

@@ -108,3 +108,16 @@ def test_decode_rejects_float_bool_and_2d_arrays():
         tok.decode(torch.tensor([[1, 2]]))
     with pytest.raises(ValueError, match=r"must be 1-D, got shape \(\)"):
         tok.decode(torch.tensor(1))
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+@pytest.mark.parametrize("chars,error,message", [
+    (1.5, TypeError, "chars must be a list of distinct single characters, got float"),  # was: not iterable
+    (None, TypeError, "got NoneType"),
+    (["a", "bc"], ValueError, "chars must be a list of distinct single characters, got 'bc'"),
+    (["a", 1], ValueError, "got 1"),
+    (["a", "b", "a"], ValueError, "got 'a' twice"),
+])
+def test_alphabet_must_be_distinct_single_characters(chars, error, message):
+    with pytest.raises(error, match=message):
+        CharTokenizer(chars)

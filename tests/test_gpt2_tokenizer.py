@@ -253,3 +253,16 @@ def test_bad_files_are_named(tmp_path):
         BPETokenizer.from_files(tmp_path / "v.json", tmp_path / "m.txt")
     with pytest.raises(TypeError, match="single string"):
         BPETokenizer.from_files(VOCAB, MERGES, special_tokens=EOT)
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+def test_byte_alphabet_conversions_refuse_the_wrong_type():
+    """Before issue 15: "'float' object is not iterable", and token_text("a") a KeyError 'a' (a str
+    iterates as characters, not as byte values)."""
+    with pytest.raises(TypeError, match="token must be a str, got bytes"):
+        gpt2_tokenizer.token_bytes(b"the")
+    with pytest.raises(TypeError, match="b must be bytes, got str"):
+        gpt2_tokenizer.token_text("the")
+    with pytest.raises(TypeError, match="b must be bytes, got float"):
+        gpt2_tokenizer.token_text(1.5)
+    assert gpt2_tokenizer.token_text(bytearray(b" the")) == "Ġthe"
