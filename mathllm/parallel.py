@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .checks import check_positive_int
+from .checks import check_float_tensor, check_nonnegative_int, check_positive_int, check_shape, check_tensor
 
 # ---------------------------------------------------------------------------- launching
 
@@ -89,6 +89,14 @@ def launch(fn, world_size: int = 2, *args, timeout: float = 300.0) -> list:
 
 
 # ---------------------------------------------------------------------------- ring all-reduce
+def _check_collective_input(x, fn_name: str) -> None:
+    """``x`` is a numeric tensor and this process is in a process group (run by :func:`launch` or torchrun)."""
+    check_tensor(x, "x")
+    if x.dtype == torch.bool:
+        raise TypeError("x must be a numeric tensor to be summed, got dtype bool")
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError(f"{fn_name} must run inside a process group (a function started by parallel.launch "
+                         f"or torchrun), got none: torch.distributed is not initialised in this process")
 
 
 def ring_all_reduce(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -99,6 +107,7 @@ def ring_all_reduce(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     full sum of chunk r + 1. All-gather: p - 1 more steps pass the finished chunks around the ring.
     Each step sends n / p elements, so a process sends 2 (p - 1) n / p in all.
     """
+    _check_collective_input(x, "ring_all_reduce")
     p, r = dist.get_world_size(), dist.get_rank()
     chunks = list(x.detach().clone().flatten().tensor_split(p))  # p views of about n / p elements
     right, left = (r + 1) % p, (r - 1) % p
@@ -126,7 +135,10 @@ def root_all_reduce(x: torch.Tensor, root: int = 0) -> tuple[torch.Tensor, int]:
     Every other process sends its vector to the root (n bytes each); the root adds them and sends
     the sum back to each of the p - 1 others, so the root sends (p - 1) n bytes (and receives as many).
     """
+    _check_collective_input(x, "root_all_reduce")
     p, r = dist.get_world_size(), dist.get_rank()
+    if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < p:
+        raise ValueError(f"root must be a rank in [0, {p}), got {root!r}")
     x = x.detach().clone()
     n_bytes = x.numel() * x.element_size()
     if r != root:
@@ -189,9 +201,26 @@ class _ReduceFromParallel(torch.autograd.Function):
 
 def shard(w: torch.Tensor, dim: int, rank: int, world_size: int) -> torch.Tensor:
     """Rank ``rank``'s contiguous block of ``w`` along ``dim`` (the size must divide evenly)."""
+    check_tensor(w, "w")
+    check_positive_int(world_size, "world_size")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -w.dim() <= dim < w.dim():
+        raise ValueError(f"dim must be an axis of w, an int in [{-w.dim()}, {w.dim()}) for shape {tuple(w.shape)}; "
+                         f"got {dim!r}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
     if w.shape[dim] % world_size:
-        raise ValueError(f"dimension {dim} of size {w.shape[dim]} does not split into {world_size} equal shards")
+        raise ValueError(f"w must split evenly: dimension {dim} of size {w.shape[dim]} does not split into "
+                         f"{world_size} equal shards")
     return w.chunk(world_size, dim=dim)[rank].clone()
+
+
+def _check_linear(weight, bias) -> None:
+    """``weight`` a float (C_in, C_out) matrix; ``bias`` None or a float (C_out,) vector."""
+    check_float_tensor(weight, "weight")
+    _, c_out = check_shape(weight, "C_in C_out", name="weight")
+    if bias is not None:
+        check_float_tensor(bias, "bias")
+        check_shape(bias, "C_out", name="bias", C_out=c_out)
 
 
 class ColumnParallelLinear(torch.nn.Module):
@@ -202,6 +231,7 @@ class ColumnParallelLinear(torch.nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, rank: int, world_size: int):
         super().__init__()
+        _check_linear(weight, bias)
         self.weight = torch.nn.Parameter(shard(weight, 1, rank, world_size))
         self.bias = None if bias is None else torch.nn.Parameter(shard(bias, 0, rank, world_size))
 
@@ -217,6 +247,7 @@ class RowParallelLinear(torch.nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, rank: int, world_size: int):
         super().__init__()
+        _check_linear(weight, bias)
         self.weight = torch.nn.Parameter(shard(weight, 0, rank, world_size))
         self.bias = None if bias is None else torch.nn.Parameter(bias.clone())  # added once, after the sum
 
@@ -225,13 +256,26 @@ class RowParallelLinear(torch.nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-def mlp(x, w1, b1, w2, b2):
-    """The reference two-layer MLP ``gelu(x W1 + b1) W2 + b2`` in one process."""
+def mlp(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+    """The reference two-layer MLP ``gelu(x W1 + b1) W2 + b2`` in one process.
+
+    ``x``: (N, C); ``w1``: (C, H); ``b1``: (H,); ``w2``: (H, C); ``b2``: (C,). Returns (N, C).
+    """
+    for name, t in (("x", x), ("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)):
+        check_float_tensor(t, name)
+    _, c = check_shape(x, "N C", name="x")
+    _, h = check_shape(w1, "C H", name="w1", C=c)
+    check_shape(b1, "H", name="b1", H=h)
+    check_shape(w2, "H C", name="w2", H=h, C=c)
+    check_shape(b2, "C", name="b2", C=c)
     return F.gelu(x @ w1 + b1) @ w2 + b2
 
 
 def mlp_weights(c: int, h: int, seed: int) -> tuple[torch.Tensor, ...]:
     """Random float64 weights (W1 (C, H), b1 (H,), W2 (H, C), b2 (C,)) for the MLP experiments."""
+    check_positive_int(c, "c")
+    check_positive_int(h, "h")
+    check_nonnegative_int(seed, "seed")
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(c, h, generator=g, dtype=torch.float64) / c ** 0.5, torch.randn(h, generator=g, dtype=torch.float64),
             torch.randn(h, c, generator=g, dtype=torch.float64) / h ** 0.5, torch.randn(c, generator=g, dtype=torch.float64))
@@ -258,6 +302,9 @@ def tensor_parallel_mlp_worker(rank: int, world_size: int, n: int, c: int, h: in
 
 def pipeline_stages(c: int, h: int, seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Stage 0: Linear(C, H) + GELU. Stage 1: Linear(H, C). Same weights on every rank (seeded)."""
+    check_positive_int(c, "c")
+    check_positive_int(h, "h")
+    check_nonnegative_int(seed, "seed")
     torch.manual_seed(seed)
     stage0 = torch.nn.Sequential(torch.nn.Linear(c, h), torch.nn.GELU()).double()
     stage1 = torch.nn.Linear(h, c).double()
@@ -307,6 +354,7 @@ def pipeline_step(rank: int, world_size: int, n: int, c: int, h: int, n_micro: i
 
 def pipeline_reference(n: int, c: int, h: int, seed: int) -> dict:
     """The same step in one process on the whole batch: the loss and each stage's gradients."""
+    check_positive_int(n, "n")  # a batch of 0 rows has no mean loss
     stage0, stage1 = pipeline_stages(c, h, seed)
     g = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(n, c, generator=g, dtype=torch.float64)
@@ -336,6 +384,9 @@ def data_parallel_worker(rank: int, world_size: int, n: int, c: int, seed: int) 
 
 def data_parallel_reference(n: int, c: int, seed: int) -> list[torch.Tensor]:
     """Gradients of the same model on the whole global batch in one process."""
+    check_positive_int(n, "n")
+    check_positive_int(c, "c")
+    check_nonnegative_int(seed, "seed")
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(c, 2 * c), torch.nn.Tanh(), torch.nn.Linear(2 * c, 1)).double()
     g = torch.Generator().manual_seed(seed + 1)

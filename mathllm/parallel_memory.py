@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .checks import check_positive_int
+from .checks import check_nonnegative_int, check_positive, check_positive_int
 
 BYTES_WEIGHTS, BYTES_GRADS, BYTES_ADAM = 2, 2, 12
 LAYOUTS = ("ddp", "zero1", "zero2", "zero3")
@@ -51,8 +51,8 @@ SCHEDULES = ("1f1b", "gpipe")
 
 def ring_all_reduce_bytes(n_bytes: float, world_size: int) -> float:
     """Bytes each process sends in a ring all-reduce of ``n_bytes``: 2 (p - 1) / p * n_bytes."""
-    if world_size < 1:
-        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    check_positive(n_bytes, "n_bytes", allow_zero=True)
+    check_positive_int(world_size, "world_size")
     return 2 * (world_size - 1) / world_size * n_bytes
 
 
@@ -62,15 +62,15 @@ def root_all_reduce_bytes(n_bytes: float, world_size: int) -> float:
     The root receives the p - 1 other vectors, adds them, and sends the sum back to each: it receives
     (p - 1) n and sends (p - 1) n, 2 (p - 1) n of traffic in all; every other process sends n.
     """
-    if world_size < 1:
-        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    check_positive(n_bytes, "n_bytes", allow_zero=True)
+    check_positive_int(world_size, "world_size")
     return (world_size - 1) * n_bytes
 
 
 def bubble_fraction(stages: int, micro_batches: int) -> float:
     """Idle fraction of a GPipe pipeline: (p - 1) / (m + p - 1) for p stages and m micro-batches."""
-    if stages < 1 or micro_batches < 1:
-        raise ValueError(f"stages and micro_batches must be >= 1, got {stages} and {micro_batches}")
+    check_positive_int(stages, "stages")
+    check_positive_int(micro_batches, "micro_batches")
     return (stages - 1) / (micro_batches + stages - 1)
 
 
@@ -100,8 +100,15 @@ class Layout:
         return self.dp * self.tp * self.pp
 
 
+def _check_layout(layout) -> None:
+    if not isinstance(layout, Layout):
+        raise TypeError(f"layout must be a parallel_memory.Layout, got {type(layout).__name__}")
+
+
 def state_bytes_per_device(n_params: float, layout: Layout) -> dict[str, float]:
     """Bytes of weights, gradients and optimizer state on one device (mixed precision + Adam)."""
+    check_positive(n_params, "n_params", allow_zero=True)
+    _check_layout(layout)
     model_split = layout.tp * layout.pp
     per = n_params / model_split
     shard = {"weights": layout.zero >= 3, "grads": layout.zero >= 2, "optimizer": layout.zero >= 1}
@@ -117,7 +124,10 @@ def activation_bytes_per_layer(seq: int, batch: int, hidden: int, heads: int, tp
     ``s b h (34 + 5 a s / h) / t`` with sequence parallelism as well (Korthikanti et al. 2022, section 4;
     the two agree at t = 1).
     """
-    check_positive_int(tp, "tp")
+    for name, value in (("seq", seq), ("batch", batch), ("hidden", hidden), ("heads", heads), ("tp", tp)):
+        check_positive_int(value, name)
+    if not isinstance(sequence_parallel, bool):
+        raise TypeError(f"sequence_parallel must be a bool, got {sequence_parallel!r}")
     sbh, scores = seq * batch * hidden, 5 * heads * seq / hidden
     if sequence_parallel or tp == 1:
         return sbh * (34 + scores) / tp
@@ -130,11 +140,11 @@ def micro_batches_in_flight(stages: int, micro_batches: int, schedule: str = "1f
     GPipe runs every forward pass before any backward pass: m. 1F1B starts ``p - stage - 1`` forward
     passes, then alternates one forward and one backward: ``min(p - stage, m)``.
     """
-    if stages < 1 or micro_batches < 1:
-        raise ValueError(f"stages and micro_batches must be >= 1, got {stages} and {micro_batches}")
-    if schedule not in SCHEDULES:
+    check_positive_int(stages, "stages")
+    check_positive_int(micro_batches, "micro_batches")
+    if not isinstance(schedule, str) or schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if not 0 <= stage < stages:
+    if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage < stages:
         raise ValueError(f"stage must lie in [0, {stages}), got {stage}")
     return micro_batches if schedule == "gpipe" else min(stages - stage, micro_batches)
 
@@ -160,13 +170,33 @@ def pipeline_schedule(stages: int, micro_batches: int, schedule: str = "1f1b") -
     return order
 
 
+def _check_order(order) -> None:
+    if not isinstance(order, (list, tuple)) or not order:
+        raise TypeError(f"order must be a non-empty list of stages, each a list of ('F' or 'B', j) passes; "
+                        f"got {order!r:.80}")
+    m = None
+    for s, ops in enumerate(order):
+        if not isinstance(ops, (list, tuple)) or not all(
+                isinstance(op, tuple) and len(op) == 2 and op[0] in ("F", "B") and isinstance(op[1], int)
+                and not isinstance(op[1], bool) for op in ops):
+            raise TypeError(f"order[{s}] must be a list of ('F' or 'B', j) passes with int j, got {ops!r:.80}")
+        m = len(ops) // 2 if m is None else m
+        if sorted(ops) != sorted([("F", j) for j in range(m)] + [("B", j) for j in range(m)]):
+            raise ValueError(f"order[{s}] must run ('F', j) and ('B', j) once each for j = 0 .. {m - 1}, "
+                             f"the same micro-batches as stage 0; got {ops!r:.80}")
+
+
 def simulate_pipeline(order: list[list[tuple[str, int]]]) -> tuple[int, list[int]]:
     """Run each stage's ``order`` in unit time slots; return (slots, most activations each stage held).
 
     ``F(s, j)`` may run once ``F(s - 1, j)`` has finished, ``B(s, j)`` once ``F(s, j)`` and
     ``B(s + 1, j)`` have; a stage runs its next pass as soon as it may. A stage holds micro-batch j's
     activations from the start of ``F(s, j)`` to the end of ``B(s, j)``.
+
+    ``order`` must be a non-empty list with one list per stage, in which every stage runs ``("F", j)``
+    and ``("B", j)`` exactly once for each micro-batch j = 0 .. m - 1 (the same m for every stage).
     """
+    _check_order(order)
     p = len(order)
     done: set[tuple[str, int, int]] = set()
     nxt, held, peak, slots = [0] * p, [0] * p, [0] * p, 0
@@ -200,8 +230,10 @@ def training_bytes_per_device(n_params: float, n_layer: int, seq: int, micro_bat
     (:func:`micro_batches_in_flight`; ``micro_batches`` None means m = pp, a full 1F1B pipe), each of
     ``micro_batch`` sequences of length ``seq``.
     """
+    for name, value in (("n_layer", n_layer), ("seq", seq), ("micro_batch", micro_batch)):
+        check_positive_int(value, name)
     states = sum(state_bytes_per_device(n_params, layout).values())
-    m = layout.pp if micro_batches is None else micro_batches
+    m = layout.pp if micro_batches is None else check_positive_int(micro_batches, "micro_batches")
     per_layer = activation_bytes_per_layer(seq, micro_batch, hidden, heads, layout.tp,
                                            sequence_parallel=layout.sequence_parallel)
     return states + per_layer * n_layer / layout.pp * micro_batches_in_flight(layout.pp, m, schedule)

@@ -143,3 +143,84 @@ def test_pipeline_bad_input():
         simulate_pipeline([[("B", 0), ("F", 0)], [("F", 0), ("B", 0)]])
     with pytest.raises(TypeError, match="sequence_parallel must be a bool"):
         Layout(sequence_parallel=1)
+
+
+# ---------------------------------------------------------------------------- hostile input (tests/test_fuzz_api.py)
+W = torch.zeros(4, 6)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    # shard: a non-tensor, an axis it does not have, a rank outside [0, p)
+    (lambda: parallel.shard(1.5, 0, 0, 2), TypeError, "w must be a torch.Tensor, got float"),
+    (lambda: parallel.shard(torch.zeros(4), 1, 0, 2), ValueError, r"dim must be an axis of w, an int in \[-1, 1\)"),
+    (lambda: parallel.shard(W, 0, 2, 2), ValueError, r"rank must be an int in \[0, world_size=2\), got 2"),
+    (lambda: parallel.shard(W, 0, 0, 0), ValueError, "world_size must be a positive int, got 0"),
+    # the parallel linear layers: a float (C_in, C_out) weight and a (C_out,) bias
+    (lambda: parallel.ColumnParallelLinear(None, None, 0, 2), TypeError, "weight must be a torch.Tensor"),
+    (lambda: parallel.ColumnParallelLinear(torch.zeros(6), None, 0, 2), ValueError, "weight must have shape"),
+    (lambda: parallel.RowParallelLinear(W.bool(), None, 0, 2), TypeError, "weight must be a floating-point tensor"),
+    (lambda: parallel.RowParallelLinear(W, torch.zeros(4), 0, 2), ValueError, "bias must have shape .* C_out=6"),
+    # the one-process references: counts and seeds
+    (lambda: parallel.mlp(torch.zeros(2, 4), None, None, None, None), TypeError, "w1 must be a torch.Tensor"),
+    (lambda: parallel.mlp(torch.zeros(2, 4), W, torch.zeros(6), torch.zeros(6, 3), torch.zeros(4)), ValueError,
+     "w2 must have shape"),
+    (lambda: parallel.mlp_weights(float("nan"), 4, 0), ValueError, "c must be a positive int"),
+    (lambda: parallel.pipeline_stages(4, -1, 0), ValueError, "h must be a positive int"),
+    (lambda: parallel.pipeline_reference(0, 4, 6, 0), ValueError, "n must be a positive int, got 0"),  # was a nan loss
+    (lambda: parallel.data_parallel_reference(8, 4, "a"), ValueError, "seed must be an int >= 0"),
+    # the collectives, outside a process group: our message, not torch's
+    (lambda: parallel.ring_all_reduce(torch.zeros(3)), ValueError, "ring_all_reduce must run inside a process group"),
+    (lambda: parallel.root_all_reduce(torch.zeros(3)), ValueError, "root_all_reduce must run inside a process group"),
+    (lambda: parallel.ring_all_reduce([1.0]), TypeError, "x must be a torch.Tensor, got list"),
+    (lambda: parallel.ring_all_reduce(torch.ones(3, dtype=torch.bool)), TypeError, "x must be a numeric tensor"),
+])
+def test_parallel_refuses_hostile_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: ring_all_reduce_bytes(None, 2), TypeError, "n_bytes must be a number, got NoneType"),
+    (lambda: ring_all_reduce_bytes(float("nan"), 2), ValueError, "n_bytes must be a finite number"),
+    (lambda: root_all_reduce_bytes(8.0, 1.5), ValueError, "world_size must be a positive int, got 1.5"),
+    (lambda: bubble_fraction(torch.ones(2), 4), ValueError, "stages must be a positive int"),
+    (lambda: bubble_fraction(4, None), ValueError, "micro_batches must be a positive int, got None"),
+    (lambda: micro_batches_in_flight("a", 2), ValueError, "stages must be a positive int, got 'a'"),
+    (lambda: micro_batches_in_flight(2, 2, stage=0.5), ValueError, r"stage must lie in \[0, 2\), got 0.5"),
+    (lambda: pipeline_schedule(float("inf"), 2), ValueError, "stages must be a positive int, got inf"),
+    (lambda: activation_bytes_per_layer("a", 1, 8, 2), ValueError, "seq must be a positive int, got 'a'"),
+    (lambda: activation_bytes_per_layer(8, 1, 8, None), ValueError, "heads must be a positive int, got None"),
+    (lambda: state_bytes_per_device(1e9, None), TypeError, "layout must be a parallel_memory.Layout, got NoneType"),
+    (lambda: state_bytes_per_device(float("inf"), Layout()), ValueError, "n_params must be a finite number"),
+    (lambda: training_bytes_per_device(1e9, 0, 8, 1, 8, 2, Layout()), ValueError, "n_layer must be a positive int"),
+    (lambda: training_bytes_per_device(1e9, 2, 8, 1, 8, 2, None), TypeError, "layout must be a parallel_memory.Layout"),
+    (lambda: training_bytes_per_device(1e9, 2, 8, 1, 8, 2, Layout(), micro_batches=0), ValueError,
+     "micro_batches must be a positive int, got 0"),
+    # simulate_pipeline takes one list of passes per stage, each pass ('F' or 'B', j) once per micro-batch
+    (lambda: simulate_pipeline(3), TypeError, "order must be a non-empty list of stages"),
+    (lambda: simulate_pipeline([]), TypeError, "order must be a non-empty list of stages"),
+    (lambda: simulate_pipeline([[("F", 0), ("X", 0)]]), TypeError, r"order\[0\] must be a list of \('F' or 'B', j\)"),
+    (lambda: simulate_pipeline([[("F", 0), ("F", 0)]]), ValueError,
+     r"order\[0\] must run \('F', j\) and \('B', j\) once"),
+    (lambda: simulate_pipeline([[("F", 0), ("B", 0)], [("F", 1), ("B", 1)]]), ValueError, r"order\[1\] must run"),
+])
+def test_parallel_memory_refuses_hostile_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+# ---------------------------------------------------------------------------- the trainer's all-reduce mean
+def _all_reduce_mean_worker(rank: int, world_size: int) -> torch.Tensor:
+    """Rank r contributes (r + 1, 10 (r + 1)); spawned by parallel.launch, so it lives at module level."""
+    from mathllm.distributed import all_reduce_mean
+    return all_reduce_mean(torch.tensor([rank + 1.0, 10.0 * (rank + 1)], dtype=torch.float64))
+
+
+def test_all_reduce_mean_divides_the_sum_by_the_number_of_processes():
+    """Three processes hold 1, 2, 3: their mean is 2, a literal here (the sum without the division by
+    p would be 6). Small integers in float64 are added and divided exactly, so equality is exact."""
+    from mathllm.distributed import all_reduce_mean
+    results = parallel.launch(_all_reduce_mean_worker, 3)
+    assert [r.tolist() for r in results] == [[2.0, 20.0]] * 3  # every rank holds the same mean
+    single = torch.tensor([4.0, 5.0])
+    assert all_reduce_mean(single) is single  # one process: the value itself

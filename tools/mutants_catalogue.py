@@ -431,7 +431,7 @@ CATALOGUE: list[Mutant] = [
     _m("distributed.all_reduce_mean_no_divide", "14", "distributed",
        "return value / dist.get_world_size()",
        "return value",
-       T("ddp"), "all-reduce mean returns the sum (no division by p)"),
+       (T("ddp"), T("parallel")), "all-reduce mean returns the sum (no division by p)"),
     _m("parallel_memory.zero2_grads_not_sharded", "14", "parallel_memory",
        '"grads": layout.zero >= 2',
        '"grads": layout.zero >= 3',
