@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .checks import check_tensor
+from .checks import check_callable, check_float_tensor, check_number, check_positive_int, check_tensor
 
 
 # ---------------------------------------------------------------------------- result and counting
@@ -73,8 +73,7 @@ class _Counted:
 
 
 def _start(f, x0) -> tuple[_Counted, torch.Tensor]:
-    if not callable(f):
-        raise TypeError(f"f must be callable, got {type(f).__name__}")
+    check_callable(f, "f")
     check_tensor(x0, "x0")
     if x0.dim() != 1 or not x0.is_floating_point():
         raise ValueError(f"x0 must be a 1-D floating tensor (n,), got shape {tuple(x0.shape)} dtype {x0.dtype}")
@@ -87,9 +86,39 @@ def _result(fc: _Counted, x, fx, path, k, t0, converged, **info) -> Result:
 
 
 # ---------------------------------------------------------------------------- line searches
-def backtracking(fc: _Counted, x, fx: float, g, d, *, alpha: float = 1.0, c1: float = 1e-4,
+def _check_line_search(fc, x, fx, g, d, alpha, c1, max_evals) -> _Counted:
+    """The checks of the public line searches; the minimizers call the unchecked ``_backtracking``, ``_wolfe``."""
+    if not isinstance(fc, _Counted):
+        fc = _Counted(check_callable(fc, "fc"))
+    for name, v in (("x", x), ("g", g), ("d", d)):
+        check_float_tensor(v, name)
+    if x.dim() != 1 or not x.shape == g.shape == d.shape:
+        raise ValueError(f"x, g and d must be 1-D tensors of one shape (n,), got shapes {tuple(x.shape)}, "
+                         f"{tuple(g.shape)} and {tuple(d.shape)}")
+    check_number(fx, "fx")
+    check_number(alpha, "alpha", low=0.0, low_open=True)
+    check_number(c1, "c1", low=0.0, high=1.0, low_open=True, high_open=True)
+    check_positive_int(max_evals, "max_evals")
+    slope = float(g @ d)
+    if not slope < 0:  # along an ascent direction no step decreases f: the search would only shrink
+        raise ValueError(f"d must be a descent direction (g^T d < 0), got g^T d = {slope:g}")
+    return fc
+
+
+def backtracking(fc: _Counted | Callable, x, fx: float, g, d, *, alpha: float = 1.0, c1: float = 1e-4,
                  shrink: float = 0.5, max_evals: int = 50) -> float:
-    """Largest alpha = alpha0 shrink^j with f(x + alpha d) <= f(x) + c1 alpha g^T d (Armijo)."""
+    """Largest alpha = alpha0 shrink^j with f(x + alpha d) <= f(x) + c1 alpha g^T d (Armijo).
+
+    ``fc`` is the function f (or the counted f of a minimizer); x, g = grad f(x) and the descent
+    direction d are (n,) float tensors, fx = f(x).
+    """
+    fc = _check_line_search(fc, x, fx, g, d, alpha, c1, max_evals)
+    check_number(shrink, "shrink", low=0.0, high=1.0, low_open=True, high_open=True)
+    return _backtracking(fc, x, fx, g, d, alpha=alpha, c1=c1, shrink=shrink, max_evals=max_evals)
+
+
+def _backtracking(fc: _Counted, x, fx: float, g, d, *, alpha: float = 1.0, c1: float = 1e-4,
+                  shrink: float = 0.5, max_evals: int = 50) -> float:
     slope = float(g @ d)
     for _ in range(max_evals):
         f_new = fc.value(x + alpha * d)
@@ -112,12 +141,21 @@ def _cubic_min(a, fa, ga, b, fb, gb):
     return 0.5 * (lo + hi)
 
 
-def wolfe_line_search(fc: _Counted, x, fx: float, g, d, *, alpha: float = 1.0, c1: float = 1e-4,
+def wolfe_line_search(fc: _Counted | Callable, x, fx: float, g, d, *, alpha: float = 1.0, c1: float = 1e-4,
                       c2: float = 0.9, max_evals: int = 25):
     """A step alpha with the strong Wolfe conditions (Nocedal & Wright alg. 3.5 with 3.6's zoom).
 
+    ``fc`` is the function f (or the counted f of a minimizer); x, g = grad f(x) and the descent
+    direction d are (n,) float tensors, fx = f(x); ``0 < c1 < c2 < 1``.
     Returns ``(alpha, f(x + alpha d), grad(x + alpha d))``.
     """
+    fc = _check_line_search(fc, x, fx, g, d, alpha, c1, max_evals)
+    check_number(c2, "c2", low=c1, high=1.0, low_open=True, high_open=True)
+    return _wolfe(fc, x, fx, g, d, alpha=alpha, c1=c1, c2=c2, max_evals=max_evals)
+
+
+def _wolfe(fc: _Counted, x, fx: float, g, d, *, alpha: float = 1.0, c1: float = 1e-4,
+           c2: float = 0.9, max_evals: int = 25):
     def phi(a):                        # (step, value, slope along d, gradient)
         fa, ga = fc.value_and_grad(x + a * d)
         return a, fa, float(ga @ d), ga
@@ -200,7 +238,7 @@ def newton(f, x0: torch.Tensor, *, max_iter: int = 100, tol: float = 1e-8) -> Re
                 break
             tau = max(2 * tau, 1e-3 * float(H.diagonal().abs().max()) + 1e-12)
         d = -torch.cholesky_solve(g.unsqueeze(1), chol).squeeze(1)   # d = -(H + tau I)^-1 g
-        x = x + backtracking(fc, x, fx, g, d) * d
+        x = x + _backtracking(fc, x, fx, g, d) * d
         path.append(x.clone())
     return _result(fc, x, fx, path, len(path) - 1, t0, converged)
 
@@ -214,7 +252,7 @@ def nonlinear_cg(f, x0: torch.Tensor, *, max_iter: int = 1000, tol: float = 1e-6
     d, alpha0 = -g, 1.0 / max(float(g.abs().sum()), 1.0)
     path, converged = [x.clone()], bool(g.abs().max() <= tol)
     while not converged and len(path) <= max_iter:
-        alpha, fx, g_new = wolfe_line_search(fc, x, fx, g, d, alpha=alpha0, c2=0.1)
+        alpha, fx, g_new = _wolfe(fc, x, fx, g, d, alpha=alpha0, c2=0.1)
         x = x + alpha * d
         path.append(x.clone())
         if g_new.abs().max() <= tol or alpha == 0.0:
@@ -246,7 +284,7 @@ def bfgs(f, x0: torch.Tensor, *, max_iter: int = 1000, tol: float = 1e-6) -> Res
     while not converged and len(path) <= max_iter:
         d = -H @ g
         alpha0 = 1.0 if not torch.equal(H, eye) else min(1.0, 1.0 / float(g.abs().sum()))
-        alpha, f_new, g_new = wolfe_line_search(fc, x, fx, g, d, alpha=alpha0)
+        alpha, f_new, g_new = _wolfe(fc, x, fx, g, d, alpha=alpha0)
         if alpha == 0.0:               # no acceptable step along d: forget the curvature estimate, once
             if torch.equal(H, eye):
                 break
@@ -300,7 +338,7 @@ def lbfgs(f, x0: torch.Tensor, *, history: int = 10, max_iter: int = 1000, tol: 
             x_new = x + t * d
             f_new, g_new = fc.value_and_grad(x_new)
         else:
-            t, f_new, g_new = wolfe_line_search(fc, x, fx, g, d, alpha=t)
+            t, f_new, g_new = _wolfe(fc, x, fx, g, d, alpha=t)
             if t == 0.0:                      # no acceptable step: forget the history once, then give up
                 if not S:
                     break

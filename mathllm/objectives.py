@@ -20,20 +20,22 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_tensor
+from .checks import check_float_tensor, check_number, check_positive_int, check_tensor
 
 
 def rosenbrock(x: torch.Tensor, a: float = 1.0, b: float = 100.0) -> torch.Tensor:
     """Rosenbrock's banana function of x (..., 2); returns (...)."""
-    check_tensor(x, "x")
-    if x.shape[-1] != 2:
+    check_float_tensor(x, "x")
+    if x.dim() == 0 or x.shape[-1] != 2:
         raise ValueError(f"x must have shape (..., 2), got {tuple(x.shape)}")
     return (a - x[..., 0]) ** 2 + b * (x[..., 1] - x[..., 0] ** 2) ** 2
 
 
 def rastrigin(x: torch.Tensor, A: float = 10.0) -> torch.Tensor:
     """Rastrigin's function of x (..., n); returns (...). Local minima near every integer point."""
-    check_tensor(x, "x")
+    check_float_tensor(x, "x")
+    if x.dim() == 0:
+        raise ValueError("x must have shape (..., n), a point of R^n or a batch of them; got a 0-d tensor")
     return A * x.shape[-1] + (x ** 2 - A * torch.cos(2 * math.pi * x)).sum(-1)
 
 
@@ -50,13 +52,13 @@ class MLPRegression:
     weight_decay: float = 0.0  # adds weight_decay / 2 * |theta|^2: bounds the weights, makes minima strict
 
     def __post_init__(self):
+        check_float_tensor(self.inputs, "inputs")
+        check_float_tensor(self.targets, "targets")
+        check_positive_int(self.hidden, "hidden")
+        check_number(self.weight_decay, "weight_decay", low=0.0)
         if self.inputs.dim() != 1 or self.inputs.shape != self.targets.shape:
             raise ValueError(f"inputs and targets must both have shape (N,), got {tuple(self.inputs.shape)} "
                              f"and {tuple(self.targets.shape)}")
-        if self.hidden < 1:
-            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
     @classmethod
     def sine(cls, n_points: int = 32, hidden: int = 8, *, noise: float = 0.05, weight_decay: float = 0.0,

@@ -4,7 +4,8 @@ import scipy.optimize
 import torch
 
 from mathllm import optim
-from mathllm.minimize import bfgs, lbfgs, newton, nonlinear_cg, run_optimizer, wolfe_line_search, _Counted
+from mathllm.minimize import (_Counted, backtracking, bfgs, lbfgs, newton, nonlinear_cg, run_optimizer,
+                              wolfe_line_search)
 from mathllm.objectives import MLPRegression, rastrigin, rosenbrock
 from mathllm.quadratic import Quadratic
 
@@ -183,3 +184,41 @@ def test_bad_inputs_name_expected_and_received():
         rosenbrock(torch.zeros(3))
     with pytest.raises(ValueError, match=r"theta must have shape \(..., 13\), got \(5,\)"):
         MLPRegression.sine(hidden=4)(torch.zeros(5, dtype=torch.float64))
+
+
+def test_hostile_input_gets_a_clear_error():
+    """Issue 15 (the API fuzz test): the public line searches took only the private counted f and
+    failed inside with "unsupported operand type(s) for @: 'NoneType'"; rosenbrock and rastrigin of a
+    0-d tensor raised IndexError; MLPRegression(1.0, ...) raised AttributeError. The line searches now
+    take a plain f as well, and the answer equals the one through the counted f."""
+    x = torch.tensor([-1.2, 1.0], dtype=torch.float64)
+    fx, g = _Counted(rosenbrock).value_and_grad(x)
+    a_plain = wolfe_line_search(rosenbrock, x, fx, g, -g)
+    a_counted = wolfe_line_search(_Counted(rosenbrock), x, fx, g, -g)
+    assert a_plain[0] == a_counted[0] and a_plain[1] == a_counted[1]
+    alpha = backtracking(rosenbrock, x, fx, g, -g)          # Armijo's condition, checked independently
+    assert rosenbrock(x - alpha * g).item() <= fx - 1e-4 * alpha * float(g @ g)
+    for search in (backtracking, wolfe_line_search):
+        with pytest.raises(TypeError, match="fc must be callable, got float"):
+            search(float("nan"), x, fx, g, -g)
+        with pytest.raises(TypeError, match="g must be a torch.Tensor, got NoneType"):
+            search(rosenbrock, x, fx, None, -g)
+        with pytest.raises(ValueError, match=r"d must be a descent direction \(g\^T d < 0\)"):
+            search(rosenbrock, x, fx, g, g)
+        with pytest.raises(ValueError, match=r"x, g and d must be 1-D tensors of one shape"):
+            search(rosenbrock, x, fx, g, -g[:1])
+        with pytest.raises(ValueError, match=r"fx must be a finite number"):
+            search(rosenbrock, x, float("nan"), g, -g)
+    with pytest.raises(ValueError, match=r"c2 must be a finite number in \(0.0001, 1\), got 1e-05"):
+        wolfe_line_search(rosenbrock, x, fx, g, -g, c2=1e-5)
+    for f in (rosenbrock, rastrigin):
+        with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., (2|n)\).*got (\(\)|a 0-d tensor)"):
+            f(torch.tensor(1.0))
+        with pytest.raises(TypeError, match="x must be a floating-point tensor, got dtype bool"):
+            f(torch.ones(2, 2, dtype=torch.bool))
+    with pytest.raises(TypeError, match="inputs must be a torch.Tensor, got float"):
+        MLPRegression(1.0, torch.zeros(3), 4)
+    with pytest.raises(ValueError, match="hidden must be a positive int, got 0"):
+        MLPRegression(torch.zeros(3), torch.zeros(3), 0)
+    with pytest.raises(ValueError, match=r"weight_decay must be a finite number in \[0, inf\), got nan"):
+        MLPRegression(torch.zeros(3), torch.zeros(3), 2, float("nan"))
