@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         try:  # everything found before the first step is a configuration error: one line, no traceback
             describe = runtime.describe()
             trainer = Trainer(config)
-        except (ValueError, OSError, RuntimeError) as e:
+        except (ValueError, OSError, RuntimeError, ImportError) as e:
             return _error(e)
         info = trainer.dist
         distributed.print0(f"{describe} | dtype {str(trainer.dtype).replace('torch.', '')} | "

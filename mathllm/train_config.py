@@ -36,7 +36,7 @@ INIT_FROM = ("scratch", "resume")  # or the path of a checkpoint file or folder
 # fields a resumed run may change: where files go, how often it reports, the hardware it runs on
 RESUME_MAY_CHANGE = frozenset({"out_dir", "data_dir", "resume", "init_from", "allow_config_change", "eval_interval",
                                "eval_batches", "log_interval", "log_lines", "sample_interval", "sample_tokens",
-                               "ckpt_interval", "keep_last", "device", "compile", "backend", "progress",
+                               "tensorboard", "ckpt_interval", "keep_last", "device", "compile", "backend", "progress",
                                "peak_tflops", "model"})
 
 
@@ -79,6 +79,7 @@ class TrainConfig:
     log_lines: bool = False       # print a line per log interval and evaluation (the command line turns it on)
     sample_interval: int = 0      # print a sample every N steps; 0 = never
     sample_tokens: int = 200      # length of a sample
+    tensorboard: bool = False     # also write the logged scalars for TensorBoard into out_dir (mathllm[tensorboard])
     # checkpoints
     out_dir: str = "out"          # checkpoints, metrics.jsonl, metrics.csv and loss.png go here; "" = write no files
     ckpt_interval: int = 0        # save every N steps; 0 = only at the end
@@ -109,7 +110,8 @@ class TrainConfig:
         for name in ("warmup_steps", "decay_steps", "eval_interval", "sample_interval", "seed",
                      "ckpt_interval"):
             _check_int(getattr(self, name), name, low=0)
-        for name in ("vocab_from_data", "log_lines", "resume", "allow_config_change", "compile", "progress"):
+        for name in ("vocab_from_data", "log_lines", "resume", "allow_config_change", "compile", "progress",
+                     "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         _check_number(self.lr, "lr", low=0, low_open=True)
@@ -128,6 +130,8 @@ class TrainConfig:
         for name in ("out_dir", "data_dir", "data_path", "init_from", "device"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a str, got {getattr(self, name)!r}")
+        if self.tensorboard and not self.out_dir:
+            raise ValueError("tensorboard=True writes its event files into out_dir; out_dir='' writes no files")
         if not self.init_from:
             raise ValueError("init_from must be scratch, resume or the path of a checkpoint, got ''")
         # resume=True is an alias of init_from="resume": keep the two consistent

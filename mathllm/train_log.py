@@ -1,4 +1,5 @@
-"""What a training run reports: ``metrics.jsonl``, ``metrics.csv``, one printed line per report, the loss figure.
+"""What a training run reports: ``metrics.jsonl``, ``metrics.csv``, one printed line per report, the loss figure,
+and, optionally, TensorBoard event files.
 
 Every logged record is a dict with ``kind`` (``"train"``, ``"eval"`` or ``"sample"``) and
 ``step``. :class:`MetricsLog` appends each one as a JSON line to ``metrics.jsonl`` and, for train
@@ -9,6 +10,12 @@ Resuming at step s keeps exactly the records of steps <= s (a checkpoint of step
 after every record of step s) and drops the rest, which the resumed run writes again; starting at
 step 0 starts both files afresh. Both files are rewritten atomically (a temporary file, then
 ``os.replace``), so a process killed meanwhile leaves the old file or the new one.
+
+:class:`TensorBoardLog` (``tensorboard=True``; ``pip install 'mathllm[tensorboard]'``) writes the
+scalars of the same records (:data:`TENSORBOARD_TAGS`) with ``torch.utils.tensorboard.SummaryWriter``
+into ``out_dir``: ``tensorboard --logdir out_dir`` shows them. Event files are append-only, so a
+resumed run cannot cut them; it opens its writer with ``purge_step``, which tells TensorBoard to
+discard the events of the steps the run writes again, exactly the records ``metrics.jsonl`` drops.
 
 Book: :doc:`/notebooks/12_training`
 """
@@ -26,6 +33,10 @@ TIMING_KEYS = ("tokens_per_s", "ms_per_step", "mfu")  # wall-clock figures: they
 CSV_COLUMNS = ("kind", "step", "loss", "val_loss", "train_loss", "lr", "grad_norm", "ms_per_step", "tokens_per_s",
                "mfu")
 METRICS_FILES = ("metrics.jsonl", "metrics.csv")
+# (kind, key of the record) -> TensorBoard tag: the scalars of metrics.jsonl, the gradient norm before clipping
+TENSORBOARD_TAGS = {("train", "loss"): "train/loss", ("train", "lr"): "train/lr",
+                    ("train", "grad_norm"): "train/grad_norm", ("train", "tokens_per_s"): "train/tokens_per_s",
+                    ("eval", "val_loss"): "eval/val_loss", ("eval", "train_loss"): "eval/train_loss"}
 
 
 def read_records(path: str | pathlib.Path) -> list[dict]:
@@ -94,6 +105,42 @@ class MetricsLog:
             header = not self.csv.is_file() or self.csv.stat().st_size == 0
             with open(self.csv, "a", newline="") as f:
                 f.write(_csv_text([record], header=header))
+
+
+class TensorBoardLog:
+    """The scalars of train and eval records as TensorBoard events in ``directory``.
+
+    ``purge_step``: the first step this run writes; TensorBoard discards the events of earlier runs
+    in the same folder from that step on (0: all of them, as a run from step 0 starts metrics.jsonl
+    afresh). The writer opens at the first record and :meth:`close` flushes and closes it; a record
+    after ``close`` opens a new one that purges nothing.
+    """
+
+    def __init__(self, directory: str | pathlib.Path, purge_step: int | None = None):
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard, an optional dependency
+        except ImportError as e:
+            raise ImportError("tensorboard=True needs the tensorboard package: "
+                              "pip install 'mathllm[tensorboard]' (or pip install tensorboard)") from e
+        self._writer_class = SummaryWriter
+        self.directory, self.purge_step, self.writer = pathlib.Path(directory), purge_step, None
+
+    def append(self, record: dict) -> None:
+        """Write the scalars of ``record`` (see :data:`TENSORBOARD_TAGS`) at its step; other kinds are skipped."""
+        scalars = {tag: record[key] for (kind, key), tag in TENSORBOARD_TAGS.items()
+                   if record.get("kind") == kind and record.get(key) is not None}
+        if not scalars:
+            return
+        if self.writer is None:
+            self.writer = self._writer_class(str(self.directory), purge_step=self.purge_step)
+            self.purge_step = None  # purge once, when this run's first event is written
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 def format_record(record: dict, max_steps: int) -> str | None:

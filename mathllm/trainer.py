@@ -55,7 +55,7 @@ from .clip import clip_grad_norm
 from .data import Batches, TokenData, eval_batches, prepare
 from .schedules import warmup_cosine
 from .train_config import DTYPES, TrainConfig, config_to_dict, resume_differences
-from .train_log import METRICS_FILES, MetricsLog, format_record, plot_metrics
+from .train_log import METRICS_FILES, MetricsLog, TensorBoardLog, format_record, plot_metrics
 from .transformer import GPT, GPTConfig
 
 # dense bf16/fp16 tensor-core peak FLOP/s, for MFU (vendor data sheets, SXM parts)
@@ -195,6 +195,8 @@ class Trainer:
         self._eval_data = None
         self._metrics = MetricsLog(self.out_dir if c.out_dir and self.dist.is_main else None)
         self._metrics_started = False
+        # fails here, before any step, when tensorboard is not installed
+        self._tensorboard = TensorBoardLog(self.out_dir) if c.tensorboard and self.dist.is_main else None
         self._sample_generator = torch.Generator(device=self.device).manual_seed(c.seed)
         if self.dist.world_size > 1:
             torch.manual_seed(c.seed + self.dist.rank)  # dropout masks differ between replicas
@@ -490,6 +492,8 @@ class Trainer:
         if not self.dist.is_main:
             return
         self._metrics.append(record)
+        if self._tensorboard is not None:
+            self._tensorboard.append(record)
         if self.config.log_lines:
             line = format_record(record, self.config.max_steps)
             if line is not None:
@@ -505,6 +509,8 @@ class Trainer:
         self._metrics_started = True
         remove_stale_temp_files(self.out_dir, METRICS_FILES)
         self._metrics.truncate(self.step)
+        if self._tensorboard is not None:  # TensorBoard drops what metrics.jsonl just dropped: steps > self.step
+            self._tensorboard.purge_step = self.step + 1 if self.step else 0
 
     def _evaluate_and_keep_best(self, bar) -> dict | None:
         """Evaluate on rank 0, log it, and write ``ckpt_best.pt`` when the validation loss is the lowest yet."""
@@ -569,6 +575,8 @@ class Trainer:
                     t0, s0 = time.perf_counter(), self.step  # time training only
         finally:
             bar.close()
+            if self._tensorboard is not None:
+                self._tensorboard.close()
         self._flush()
         if c.out_dir:
             self.save()

@@ -583,3 +583,57 @@ def test_train_module_keeps_every_name_chapters_and_tests_import():
                  "compile_or_eager", "field_comments", "main", "DTYPES", "OPTIMIZERS", "PEAK_FLOPS"):
         assert hasattr(train, name), name
     assert set(train.__all__) <= set(dir(train))
+
+
+# ---------------------------------------------------------------------------- TensorBoard
+def tensorboard_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the event files of ``folder``, read back by TensorBoard's own reader (purges applied)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def jsonl_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """The same scalars taken from metrics.jsonl, rounded to float32 as TensorBoard stores them."""
+    from mathllm.train_log import TENSORBOARD_TAGS
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    out = {}
+    for (kind, key), tag in TENSORBOARD_TAGS.items():
+        pairs = [(r["step"], r[key]) for r in rows if r["kind"] == kind]
+        out[tag] = [(s, torch.tensor(v, dtype=torch.float32).item()) for s, v in pairs]
+    return out
+
+
+def test_tensorboard_events_equal_metrics_jsonl_also_after_a_resume(tmp_path, data):
+    """The event files hold the scalars of metrics.jsonl, equal to float32 rounding (exactly: both sides
+    are rounded once); a run killed after logging step 5 and resumed from step 4 shows each step once."""
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'mathllm[tensorboard]')")
+    common = dict(tensorboard=True, ckpt_interval=2, log_interval=1, eval_interval=3)
+    Trainer(tiny(tmp_path / "a", **common), data).train()
+    straight = tensorboard_scalars(tmp_path / "a")
+    assert straight == jsonl_scalars(tmp_path / "a")
+    assert [s for s, _ in straight["train/loss"]] == list(range(1, 9))
+    assert [s for s, _ in straight["eval/val_loss"]] == [0, 3, 6, 8]
+    run_until_killed(Trainer(tiny(tmp_path / "b", **common), data), kill_at=5)  # steps 1..5 logged
+    resumed = Trainer(tiny(tmp_path / "b", resume=True, **common), data)
+    assert resumed.step == 4
+    resumed.train()
+    events = tensorboard_scalars(tmp_path / "b")
+    assert events == jsonl_scalars(tmp_path / "b")  # the records of step 5 are in neither twice
+    timing = {"train/tokens_per_s"}  # wall-clock: differs between runs; the rest is the same run
+    assert {t: v for t, v in events.items() if t not in timing} == {t: v for t, v in straight.items() if t not in timing}
+    # a fresh run in the same folder starts the events afresh, as it starts metrics.jsonl afresh
+    Trainer(tiny(tmp_path / "b", tensorboard=True, max_steps=2, log_interval=1, eval_interval=0), data).train()
+    assert {t: [s for s, _ in v] for t, v in tensorboard_scalars(tmp_path / "b").items() if v} == {
+        "train/loss": [1, 2], "train/lr": [1, 2], "train/grad_norm": [1, 2], "train/tokens_per_s": [1, 2]}
+
+
+def test_tensorboard_is_off_by_default_and_needs_out_dir(tmp_path, data):
+    assert TrainConfig().tensorboard is False
+    Trainer(tiny(tmp_path / "a", max_steps=2), data).train()
+    assert not list((tmp_path / "a").glob("events.out.tfevents.*"))
+    with pytest.raises(ValueError, match="tensorboard=True writes its event files into out_dir"):
+        tiny(tmp_path, tensorboard=True, out_dir="")
+    config, _ = parse_config(["--tensorboard", "true", f"--out_dir={tmp_path}"])
+    assert config.tensorboard is True
