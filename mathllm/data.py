@@ -228,11 +228,27 @@ def prepare(corpus: str, directory: str | os.PathLike, *, path: str | os.PathLik
 
 
 # ---------------------------------------------------------------------------- batches
+def _token_array(tokens) -> np.ndarray:
+    """``tokens`` as a 1-d integer NumPy array: a :class:`TokenData` split (a memory map) as it is, an
+    integer tensor viewed without a copy (on the CPU). Floats, bools and other shapes are refused."""
+    if isinstance(tokens, torch.Tensor):
+        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+            raise TypeError(f"tokens must be integer token ids, got a tensor of dtype {str(tokens.dtype).replace('torch.', '')}")
+        tokens = tokens.cpu().numpy()
+    if not isinstance(tokens, np.ndarray):
+        raise TypeError(f"tokens must be a 1-d integer array or tensor of token ids, got {type(tokens).__name__}")
+    if tokens.dtype.kind not in "iu":
+        raise TypeError(f"tokens must be integer token ids, got an array of dtype {tokens.dtype}")
+    if tokens.ndim != 1:
+        raise ValueError(f"tokens must be 1-d, got shape {tokens.shape}")
+    return tokens
+
+
 class Batches:
     """Batches ``(x, y)`` of shape (B, T) int64 from a 1-d token array, ``y`` = ``x`` shifted by one.
 
     Args:
-        tokens: 1-d array of token ids (a :class:`TokenData` split).
+        tokens: 1-d integer array of token ids (a :class:`TokenData` split) or integer tensor.
         batch_size: B, rows per process.
         block_size: T, tokens per row.
         order: ``"random"`` (windows at uniform random offsets) or ``"sequential"`` (consecutive
@@ -246,11 +262,12 @@ class Batches:
 
     def __init__(self, tokens, batch_size: int, block_size: int, *, order: str = "random", seed: int = 0,
                  rank: int = 0, world_size: int = 1, device: str | torch.device = "cpu"):
+        tokens = _token_array(tokens)
         for name, value in (("batch_size", batch_size), ("block_size", block_size), ("world_size", world_size)):
             check_positive_int(value, name)
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
-        if not 0 <= rank < world_size:
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank!r}")
         if len(tokens) < block_size + 2:
             raise ValueError(f"{len(tokens)} tokens are too few for windows of block_size + 1 = {block_size + 1}")
@@ -298,5 +315,6 @@ def eval_batches(tokens, n_batches: int, batch_size: int, block_size: int, *, se
     Evaluating on the same windows every time gives a smooth curve and touches no training
     generator, so evaluation never changes what the model trains on.
     """
+    check_positive_int(n_batches, "n_batches")
     loader = Batches(tokens, batch_size, block_size, seed=seed, device=device)
     return [loader.next() for _ in range(n_batches)]

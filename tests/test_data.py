@@ -182,3 +182,31 @@ def test_prepare_markov_is_the_source_sample(tmp_path):
     del again
     other = prepare("markov", tmp_path, markov=config, markov_tokens=2000, val_fraction=0.25, seed=8)
     assert not np.array_equal(other.train, first)  # a new request rewrites the files
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+@pytest.mark.parametrize("bad,error,message", [
+    (1.5, TypeError, "tokens must be a 1-d integer array or tensor of token ids, got float"),  # was: float has no len()
+    (None, TypeError, "got NoneType"),
+    (list(range(100)), TypeError, "got list"),                       # was: accepted, then failed at next()
+    (np.linspace(0, 1, 100), TypeError, "tokens must be integer token ids, got an array of dtype float64"),
+    (torch.ones(100, dtype=torch.bool), TypeError, "got a tensor of dtype bool"),
+    (np.zeros((10, 10), dtype=np.uint16), ValueError, r"tokens must be 1-d, got shape \(10, 10\)"),
+])
+def test_loader_refuses_what_is_not_a_1d_array_of_ids(bad, error, message):
+    with pytest.raises(error, match=message):
+        Batches(bad, 2, 4)
+    with pytest.raises(error, match=message):
+        eval_batches(bad, 1, 2, 4)
+
+
+def test_loader_reads_an_integer_tensor_as_its_array(tokens):
+    """A tensor used to pass the checks and then fail in next() (a tensor has no astype)."""
+    x, y = Batches(torch.from_numpy(tokens.astype(np.int64)), 4, 8, seed=3).next()
+    x_np, y_np = Batches(tokens, 4, 8, seed=3).next()
+    assert torch.equal(x, x_np) and torch.equal(y, y_np)
+
+
+def test_eval_batches_count_must_be_positive(tokens):
+    with pytest.raises(ValueError, match="n_batches must be a positive int, got 0"):
+        eval_batches(tokens, 0, 2, 4)
