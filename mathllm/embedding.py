@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .checks import check_ids, check_positive, check_shape
+from .checks import check_ids, check_positive, check_positive_int, check_shape
 
 
 def one_hot(ids: torch.Tensor, vocab_size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -45,8 +45,9 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, max_len: int, n_embd: int, std: float = 0.02):
         super().__init__()
-        check_positive(max_len, "max_len")
-        check_positive(n_embd, "n_embd")
+        check_positive_int(max_len, "max_len")
+        check_positive_int(n_embd, "n_embd")
+        check_positive(std, "std")
         self.max_len, self.n_embd = max_len, n_embd
         self.weight = nn.Parameter(torch.randn(max_len, n_embd) * std)  # (max_len, C)
 

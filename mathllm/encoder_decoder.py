@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import KVCache
-from .checks import check_ids, check_positive, check_positive_int, check_shape
+from .checks import check_ids, check_instance, check_positive, check_positive_int, check_shape
 from .generate import generate
 from .layers import MLPS, NORMS, Block, make_norm
 from .positional import sinusoidal_encoding
@@ -103,7 +103,7 @@ class Encoder(nn.Module):
 
     def __init__(self, config: EncoderDecoderConfig):
         super().__init__()
-        c = config
+        c = check_instance(config, EncoderDecoderConfig, "config")
         self.embed = _Embedding(c.vocab_size, c.src_block_size, c)
         self.blocks = nn.ModuleList(
             Block(c.n_embd, c.n_head, causal=False, mlp=c.mlp, norm=c.norm, prenorm=c.prenorm, bias=c.bias,
@@ -125,7 +125,7 @@ class Decoder(nn.Module):
 
     def __init__(self, config: EncoderDecoderConfig):
         super().__init__()
-        c = config
+        c = check_instance(config, EncoderDecoderConfig, "config")
         self.embed = _Embedding(c.vocab_size, c.tgt_block_size, c)
         self.blocks = nn.ModuleList(
             Block(c.n_embd, c.n_head, causal=True, cross_attention=True, mlp=c.mlp, norm=c.norm,
@@ -168,8 +168,7 @@ class EncoderDecoder(nn.Module):
 
     def __init__(self, config: EncoderDecoderConfig):
         super().__init__()
-        if not isinstance(config, EncoderDecoderConfig):
-            raise TypeError(f"config must be an EncoderDecoderConfig, got {type(config).__name__}")
+        check_instance(config, EncoderDecoderConfig, "config")
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
@@ -217,5 +216,6 @@ def seq2seq_batch(task: str, batch_size: int, length: int, vocab_size: int,
 @torch.no_grad()
 def sequence_accuracy(model: EncoderDecoder, src: torch.Tensor, targets: torch.Tensor) -> float:
     """The fraction of sequences that greedy decoding gets entirely right."""
+    check_instance(model, EncoderDecoder, "model")
     pred = model.generate(src, targets.shape[1])  # (B, n)
     return (pred == targets).all(dim=1).float().mean().item()

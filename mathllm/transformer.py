@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import KVCache
-from .checks import check_ids, check_positive_int, check_shape, check_tensor
+from .checks import check_ids, check_instance, check_positive_int, check_shape, check_tensor
 from .generate import generate
 from .layers import MLPS, NORMS, Block, FeedForward, make_norm, mlp_hidden
 from .positional import RoPE, sinusoidal_encoding
@@ -119,6 +119,7 @@ def param_count(config: GPTConfig) -> int:
     SwiGLU), two norms of C (2C for LayerNorm with bias). Plus V C token embeddings, T C learned
     positions, the final norm (pre-norm only) and V C for an untied head.
     """
+    check_instance(config, GPTConfig, "config")
     C, L, V = config.n_embd, config.n_layer, config.vocab_size
     H = config.ff_width
     norm = 2 * C if config.norm == "layernorm" and config.bias else C
@@ -139,6 +140,7 @@ def matmul_params(config: GPTConfig) -> int:
 
     Embedding lookups, biases and norm gains do no matmul; the tied matrix E counts once, as the head.
     """
+    check_instance(config, GPTConfig, "config")
     C, H = config.n_embd, config.ff_width
     return config.n_layer * (4 * C * C + (3 if config.mlp == "swiglu" else 2) * C * H) + config.vocab_size * C
 
@@ -152,6 +154,7 @@ def flops_per_token(config: GPTConfig) -> int:
     are counted, as there). nanoGPT's ``estimate_mfu`` writes the same 6N + 12 L T C, with N all
     parameters but the positions, so its count is larger by the biases and gains.
     """
+    check_instance(config, GPTConfig, "config")
     return 6 * matmul_params(config) + 12 * config.n_layer * config.block_size * config.n_embd
 
 
@@ -162,6 +165,8 @@ def gpt2_init_(module: nn.Module, n_residual: int) -> None:
     Each of the ``n_residual`` sublayers adds to the stream; scaling their output weights by
     1/sqrt(n_residual) keeps the variance of the sum independent of depth.
     """
+    check_instance(module, nn.Module, "module")
+    check_positive_int(n_residual, "n_residual")
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
@@ -179,6 +184,7 @@ def xavier_init_(module: nn.Module) -> None:
     Every sublayer then adds an output as large as its input, which post-norm blocks cannot absorb
     without learning-rate warmup; the chapter compares it with :func:`gpt2_init_`.
     """
+    check_instance(module, nn.Module, "module")
     for m in module.modules():
         if isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=m.weight.shape[1] ** -0.5)
@@ -206,8 +212,7 @@ class GPT(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        if not isinstance(config, GPTConfig):
-            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        check_instance(config, GPTConfig, "config")
         self.config = c = config
         self.token_embedding = nn.Embedding(c.vocab_size, c.n_embd)
         self.position_embedding = nn.Embedding(c.block_size, c.n_embd) if c.positions == "learned" else None

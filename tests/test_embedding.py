@@ -67,5 +67,12 @@ def test_learned_positions_init_and_errors():
         pos(8, offset=1020)
     with pytest.raises(TypeError, match="non-negative int"):
         pos(2.0)
-    with pytest.raises(ValueError, match="max_len must be > 0"):
+    with pytest.raises(ValueError, match="max_len must be a positive int, got 0"):
         LearnedPositionalEmbedding(0, 4)
+    # issue 15: a float size reached torch.randn, "randn() received an invalid combination of arguments"
+    with pytest.raises(ValueError, match="max_len must be a positive int, got 1e[+]308"):
+        LearnedPositionalEmbedding(1e308, 4)
+    with pytest.raises(ValueError, match="n_embd must be a positive int, got 4.0"):
+        LearnedPositionalEmbedding(8, 4.0)
+    with pytest.raises(ValueError, match="std must be a finite number > 0, got nan"):
+        LearnedPositionalEmbedding(8, 4, std=float("nan"))

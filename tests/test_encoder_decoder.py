@@ -109,3 +109,18 @@ def test_it_learns_to_reverse():
     src, _, targets = seq2seq_batch("reverse", 200, 6, 8, torch.Generator().manual_seed(1))
     assert loss.item() < 0.3
     assert sequence_accuracy(m, src, targets) > 0.5  # chance is 7^-6; the chapter trains to ~100%
+
+
+def test_stacks_and_accuracy_refuse_what_is_not_a_config_or_model():
+    """Issue 15: ``Encoder(None)``, ``Decoder(64)`` gave "'NoneType' object has no attribute 'vocab_size'";
+    ``sequence_accuracy`` of a tensor "no attribute 'generate'". Now the TypeError names the parameter."""
+    from mathllm.encoder_decoder import Decoder, Encoder
+    for cls in (Encoder, Decoder):
+        with pytest.raises(TypeError, match="config must be an EncoderDecoderConfig, got NoneType"):
+            cls(None)
+        with pytest.raises(TypeError, match="config must be an EncoderDecoderConfig, got int"):
+            cls(64)
+    src, _, targets = seq2seq_batch("reverse", 4, 5, 10, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match="model must be an EncoderDecoder, got Tensor"):
+        sequence_accuracy(src.float(), src, targets)
+    assert 0.0 <= sequence_accuracy(_model(), src, targets) <= 1.0

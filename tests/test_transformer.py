@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mathllm.transformer import GPT, GPTConfig, flops_per_token, matmul_params, param_count, xavier_init_
+from mathllm.transformer import GPT, GPTConfig, flops_per_token, gpt2_init_, matmul_params, param_count, xavier_init_
 
 VARIANTS = [
     dict(),
@@ -256,3 +256,22 @@ def test_forward_ignores_ignore_index_targets_as_torch_does():
 def test_forward_refuses_an_empty_batch(shape):
     with pytest.raises(ValueError, match=rf"idx must hold at least one token, got shape \({shape[0]}, {shape[1]}\)"):
         GPT(_tiny())(torch.zeros(shape, dtype=torch.long))
+
+
+def test_formulas_and_inits_refuse_what_is_not_a_config_or_module():
+    """Issue 15: ``param_count(GPT(cfg))`` (the model for its config, a natural slip) or a number gave
+    AttributeError ('... has no attribute n_embd'); ``gpt2_init_`` of a tensor "no attribute 'modules'"
+    and ``n_residual=0`` a ZeroDivisionError. Now each TypeError or ValueError names the parameter."""
+    model = GPT(_tiny())
+    for fn in (param_count, matmul_params, flops_per_token):
+        with pytest.raises(TypeError, match="config must be a GPTConfig, got GPT"):
+            fn(model)
+        with pytest.raises(TypeError, match="config must be a GPTConfig, got float"):
+            fn(1e308)
+    with pytest.raises(TypeError, match="module must be a Module, got Tensor"):
+        gpt2_init_(torch.zeros(2, 3), 4)
+    with pytest.raises(ValueError, match="n_residual must be a positive int, got 0"):
+        gpt2_init_(model, 0)
+    with pytest.raises(TypeError, match="module must be a Module, got NoneType"):
+        xavier_init_(None)
+    assert param_count(model.config) == sum(p.numel() for p in model.parameters())  # the valid call still works
