@@ -60,6 +60,27 @@ def test_notebooks_are_numbered_in_reading_order():
     assert numbers[0] == 1 and all(a < b for a, b in zip(numbers, numbers[1:])), listed
 
 
+def test_each_part_is_named_once_and_its_opener_lists_its_chapters():
+    """The navigation shows a part's name once (its caption); the opener, titled "Overview" there,
+    links to exactly the chapters the part holds, in order (a chapter moved in _toc.yml and not in
+    the opener, or the reverse, fails)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    openers = 0
+    for part in toc["parts"]:
+        entries = part["chapters"]
+        if not entries[0]["file"].startswith("book/part"):
+            continue
+        openers += 1
+        opener = entries[0]
+        assert opener.get("title") == "Overview", f"{opener['file']}: its navigation title repeats the caption"
+        assert not any("sections" in e for e in entries), f"{part['caption']}: chapters must be siblings"
+        text = (ROOT / f"{opener['file']}.md").read_text()
+        assert text.startswith(f"# {part['caption']}\n"), f"{opener['file']} must open with '# {part['caption']}'"
+        linked = re.findall(r"<\.\./(notebooks/[\w]+)>", text)
+        assert linked == [e["file"] for e in entries[1:]], (opener["file"], linked)
+    assert openers == 4
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_follows_the_chapter_pattern(nb):
     cs = cells(nb)

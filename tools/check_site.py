@@ -2,7 +2,8 @@
 
 A page fails on: a request that did not load (for example a CDN script, offline), a JavaScript
 error, math left unrendered or a MathJax error, an image that does not load, a page whose code draws
-with matplotlib but shows no figure, or an internal link (or #anchor) that points nowhere.
+with matplotlib but shows no figure, an internal link (or #anchor) that points nowhere, equation
+numbers that do not run (1), (2), ... within the page, or a navigation entry that repeats a caption.
 One full-page screenshot per page is written for a person to look at.
 
 Uses Debian's /usr/bin/chromium through Playwright's library (no downloaded browser).
@@ -81,6 +82,12 @@ def check_page(browser, root: pathlib.Path, base: str, rel: str, shots: pathlib.
         n_mjx, n_err = page.locator("mjx-container").count(), page.locator("mjx-merror").count()
         if n_mjx == 0 or n_err:
             problems.append(f"math: {n_mjx} rendered, {n_err} errors, {n_math} math nodes")
+    eqnos = page.evaluate("[...document.querySelectorAll('span.eqno')].map(e => e.textContent.replace(/[^0-9.]/g, ''))")
+    if eqnos != [str(i) for i in range(1, len(eqnos) + 1)]:
+        problems.append(f"equations numbered {eqnos[:6]}: expected (1), (2), ... within each chapter")
+    captions = set(page.locator("nav.bd-docs-nav p.caption").all_inner_texts())
+    entries = page.locator("nav.bd-docs-nav a").all_inner_texts()
+    problems += [f"navigation repeats the caption {e!r} as a page" for e in entries if e.strip() in captions]
     broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
     problems += [f"broken image: {s}" for s in broken]
     code = " ".join(page.locator("div.cell_input").all_inner_texts())
