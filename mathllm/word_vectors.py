@@ -26,11 +26,12 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
 
-from .checks import check_positive_int, check_shape
+from .checks import check_float_tensor, check_positive_int, check_sequence, check_shape
 from .spectral import truncated_svd
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")   # letters, with one inner apostrophe: "o'er", "heart's"
@@ -51,6 +52,13 @@ SHAKESPEARE_ANALOGIES: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 # ---------------------------------------------------------------------------- counting
+def _check_words(tokens, name: str) -> None:
+    check_sequence(tokens, name)
+    for w in tokens:
+        if not isinstance(w, str):
+            raise TypeError(f"{name} must hold str words, got {type(w).__name__} {w!r}"[:200])
+
+
 def words(text: str, *, drop_speakers: bool = True) -> list[str]:
     """Lower-cased words of ``text``; with ``drop_speakers``, lines that name the next speaker
     (a line ending in ``:`` right after a blank line, e.g. ``KING RICHARD III:``) are skipped, as
@@ -67,7 +75,12 @@ def words(text: str, *, drop_speakers: bool = True) -> list[str]:
 
 
 def build_vocab(tokens: list[str], size: int) -> tuple[tuple[str, ...], torch.Tensor]:
-    """The ``size`` most frequent words (ties broken alphabetically) and their counts, (V,) int64."""
+    """The ``size`` most frequent words (ties broken alphabetically) and their counts, (V,) int64.
+
+    Args:
+        tokens: the words of a text, a list (or tuple) of str (:func:`words` gives one).  size: V at most.
+    """
+    _check_words(tokens, "tokens")
     check_positive_int(size, "size")
     ranked = sorted(Counter(tokens).items(), key=lambda kv: (-kv[1], kv[0]))[:size]
     return tuple(w for w, _ in ranked), torch.tensor([c for _, c in ranked], dtype=torch.int64)
@@ -179,6 +192,14 @@ class WordVectors:
     index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        _check_words(self.vocab, "vocab")
+        object.__setattr__(self, "vocab", tuple(self.vocab))
+        if len(set(self.vocab)) != len(self.vocab):
+            raise ValueError(f"vocab must hold distinct words, got {len(self.vocab) - len(set(self.vocab))} repeated")
+        V, k = check_shape(self.vectors, "V k", name="vectors", V=len(self.vocab))
+        check_float_tensor(self.vectors, "vectors")
+        check_shape(self.counts, "V", name="counts", V=V)
+        check_shape(self.singular_values, "k", name="singular_values", k=k)
         object.__setattr__(self, "index", {w: i for i, w in enumerate(self.vocab)})
 
     @classmethod
@@ -234,7 +255,15 @@ def train_word_vectors(text: str, config: WordVectorConfig = WordVectorConfig())
 
 # ---------------------------------------------------------------------------- analogies
 def analogy_questions(pairs) -> list[tuple[str, str, str, str]]:
-    """All questions ``a : b :: c : d`` from ordered pairs ``(a, b), (c, d)`` of distinct pairs of one relation."""
+    """All questions ``a : b :: c : d`` from ordered pairs ``(a, b), (c, d)`` of distinct pairs of one relation.
+
+    Args:
+        pairs: a list (or tuple) of ``(a, b)`` pairs of words.
+    """
+    check_sequence(pairs, "pairs")
+    for p in pairs:
+        if not isinstance(p, (tuple, list)) or len(p) != 2 or not all(isinstance(w, str) for w in p):
+            raise TypeError(f"pairs must hold (a, b) pairs of words, got {p!r}"[:200])
     return [(a, b, c, d) for (a, b), (c, d) in itertools.permutations(pairs, 2)]
 
 
@@ -259,6 +288,14 @@ def evaluate_analogies(wv: WordVectors, questions, *, exclude: bool = True) -> A
 
     Book: :doc:`/notebooks/02_linear_algebra`, section "Analogies, measured".
     """
+    if not isinstance(wv, WordVectors):
+        raise TypeError(f"wv must be WordVectors (train_word_vectors gives them), got {type(wv).__name__}")
+    if isinstance(questions, (str, bytes)) or not isinstance(questions, Iterable):
+        raise TypeError(f"questions must be a list of (a, b, c, d) word tuples, got {type(questions).__name__}")
+    questions = list(questions)
+    for q in questions:
+        if not isinstance(q, (tuple, list)) or len(q) != 4 or not all(isinstance(w, str) for w in q):
+            raise TypeError(f"questions must hold (a, b, c, d) tuples of words, got {q!r}"[:200])
     answers = tuple((a, b, c, d, wv.analogy(a, b, c, exclude=exclude)) for a, b, c, d in questions)
     for *_, d, _ in answers:
         wv.id(d)

@@ -179,3 +179,40 @@ def test_shakespeare_neighbours_are_related(shakespeare_vectors):
     assert {"art", "dost", "hast", "wilt"} <= set(near)          # the verb forms that go with "thou"
     near = [w for w, _ in shakespeare_vectors.neighbours("romeo", 10)]
     assert "tybalt" in near or "juliet" in near
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+def test_build_vocab_refuses_a_text_for_its_words():
+    """build_vocab("to be or not") used to count characters; a float raised "'float' object is not iterable"."""
+    with pytest.raises(TypeError, match="tokens must be a list or tuple, got str"):
+        build_vocab("to be or not", 3)
+    with pytest.raises(TypeError, match="tokens must hold str words, got int 3"):
+        build_vocab(["to", 3], 3)
+
+
+def test_word_vectors_check_their_fields_against_each_other():
+    E = torch.eye(3)
+    ok = dict(vocab=("a", "b", "c"), counts=torch.ones(3), vectors=E, singular_values=torch.ones(3))
+    assert WordVectors(**(ok | dict(vocab=["a", "b", "c"]))).vocab == ("a", "b", "c")   # a list is kept as a tuple
+    with pytest.raises(TypeError, match="vocab must be a list or tuple, got float"):
+        WordVectors(**(ok | dict(vocab=1.5)))
+    with pytest.raises(ValueError, match="vocab must hold distinct words"):
+        WordVectors(**(ok | dict(vocab=("a", "b", "a"))))         # was: index kept the last row of "a" silently
+    with pytest.raises(ValueError, match=r"vectors must have shape \(V, k\) with V=2"):
+        WordVectors(**(ok | dict(vocab=("a", "b"))))
+    with pytest.raises(TypeError, match="vectors must be a floating-point tensor"):
+        WordVectors(**(ok | dict(vectors=torch.eye(3, dtype=torch.long))))
+    with pytest.raises(ValueError, match=r"singular_values must have shape \(k\) with k=3"):
+        WordVectors(**(ok | dict(singular_values=torch.ones(2))))
+
+
+def test_analogy_inputs_are_checked():
+    wv = _toy_vectors()
+    with pytest.raises(TypeError, match="pairs must be a list or tuple, got float"):
+        analogy_questions(1.5)
+    with pytest.raises(TypeError, match=r"pairs must hold \(a, b\) pairs of words, got \('man', 'woman', 'x'\)"):
+        analogy_questions([("man", "woman", "x"), ("king", "queen")])  # was: "too many values to unpack"
+    with pytest.raises(TypeError, match="wv must be WordVectors"):
+        evaluate_analogies(None, [])
+    with pytest.raises(TypeError, match=r"questions must hold \(a, b, c, d\) tuples of words"):
+        evaluate_analogies(wv, [("man", "woman", "king")])
