@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .autograd import Value
+from .checks import check_float_tensor, check_int, check_number, check_positive_int
 from .init import kaiming_uniform, xavier_uniform
 from .tensor_autograd import Tensor
 
@@ -39,12 +40,12 @@ class MLPConfig:
     dropout: float = 0.0  # probability of dropping a hidden unit while training
 
     def __post_init__(self):
-        if len(self.sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.sizes):
+        if not isinstance(self.sizes, (tuple, list)) or len(self.sizes) < 2 or any(
+                isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.sizes):
             raise ValueError(f"sizes must be at least two positive ints (inputs, ..., outputs), got {self.sizes!r}")
         if self.activation not in ACTIVATION_NAMES:
             raise ValueError(f"activation must be one of {ACTIVATION_NAMES}, got {self.activation!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_number(self.dropout, "dropout", low=0.0, high=1.0, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,36 @@ class TrainConfig:
     seed: int = 0  # seeds the batches and the dropout masks
 
     def __post_init__(self):
-        if not (isinstance(self.steps, int) and self.steps >= 1 and isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ValueError(f"steps and batch_size must be positive ints, got {self.steps!r} and {self.batch_size!r}")
-        if not self.lr > 0 or not self.weight_decay >= 0:
-            raise ValueError(f"need lr > 0 and weight_decay >= 0, got lr={self.lr}, weight_decay={self.weight_decay}")
+        check_positive_int(self.steps, "steps")
+        check_positive_int(self.batch_size, "batch_size")
+        check_number(self.lr, "lr", low=0.0, low_open=True)
+        check_number(self.weight_decay, "weight_decay", low=0.0)
+        check_int(self.seed, "seed", low=0)
 
 
 # ---------------------------------------------------------------------------- shared pieces
+def _check_cfg(cfg) -> MLPConfig:
+    if not isinstance(cfg, MLPConfig):
+        raise TypeError(f"cfg must be an MLPConfig, got {type(cfg).__name__}")
+    return cfg
+
+
+def _check_params(cfg: MLPConfig, params) -> None:
+    """``params`` as :func:`init_params` makes them: [W_1, b_1, ..., W_L, b_L] of the sizes of ``cfg``."""
+    _check_cfg(cfg)
+    if not isinstance(params, (list, tuple)) or len(params) != 2 * (len(cfg.sizes) - 1):
+        raise TypeError(f"params must be a list [W_1, b_1, ..., W_L, b_L] of {2 * (len(cfg.sizes) - 1)} tensors "
+                        f"(init_params(cfg)), got {type(params).__name__}")
+    for l, (fan_in, fan_out) in enumerate(zip(cfg.sizes[:-1], cfg.sizes[1:])):
+        for name, p, shape in ((f"W_{l + 1}", params[2 * l], (fan_out, fan_in)), (f"b_{l + 1}", params[2 * l + 1], (fan_out,))):
+            check_float_tensor(p, f"params[{name}]")
+            if tuple(p.shape) != shape:
+                raise ValueError(f"params[{name}] must have shape {shape} for sizes {cfg.sizes}, got {tuple(p.shape)}")
+
+
 def init_params(cfg: MLPConfig, generator: torch.Generator | None = None) -> list[torch.Tensor]:
     """[W_1, b_1, ..., W_L, b_L] in float64; W_l has shape (sizes[l], sizes[l-1]), biases are zero."""
+    _check_cfg(cfg)
     params = []
     for fan_in, fan_out in zip(cfg.sizes[:-1], cfg.sizes[1:]):
         if cfg.activation == "relu":
@@ -79,8 +101,11 @@ def init_params(cfg: MLPConfig, generator: torch.Generator | None = None) -> lis
 
 def dropout_mask(shape, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """A float64 mask of 0 (probability p) and 1 / (1 - p) (probability 1 - p): E[mask] = 1."""
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout probability p must be in [0, 1), got {p}")
+    dims = (shape,) if isinstance(shape, int) and not isinstance(shape, bool) else shape
+    if not isinstance(dims, (tuple, list, torch.Size)) or any(
+            isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in dims):
+        raise ValueError(f"shape must be an int or a tuple of ints >= 0, got {shape!r}")
+    check_number(p, "p", low=0.0, high=1.0, high_open=True)  # the dropout probability
     keep = torch.rand(shape, generator=generator, dtype=torch.float64) >= p
     return keep.to(torch.float64) / (1.0 - p)
 
@@ -88,6 +113,8 @@ def dropout_mask(shape, p: float, generator: torch.Generator | None = None) -> t
 def inverted_dropout(x: torch.Tensor, p: float, generator: torch.Generator | None = None,
                      training: bool = True) -> torch.Tensor:
     """Zero each entry of ``x`` with probability p and scale the rest by 1 / (1 - p); identity if not training."""
+    check_float_tensor(x, "x")
+    check_number(p, "p", low=0.0, high=1.0, high_open=True)
     if not training or p == 0.0:
         return x
     return x * dropout_mask(x.shape, p, generator).to(x.dtype)
@@ -100,10 +127,10 @@ def make_spirals(n: int, classes: int = 3, noise: float = 0.2, flip: float = 0.0
     ``noise`` jitters the angle; a fraction ``flip`` of the labels is replaced by a uniformly random
     class (label noise, which a large enough network memorises: over-fitting).
     """
-    if n < classes or classes < 2:
-        raise ValueError(f"need classes >= 2 and n >= classes, got n={n}, classes={classes}")
-    if not 0.0 <= flip <= 1.0:
-        raise ValueError(f"flip must be a fraction in [0, 1], got {flip}")
+    check_int(classes, "classes", low=2)
+    check_int(n, "n", low=classes)  # at least one point per class
+    check_number(noise, "noise", low=0.0)
+    check_number(flip, "flip", low=0.0, high=1.0)  # a fraction of the labels
     y = torch.arange(n) % classes
     r = torch.rand(n, generator=generator, dtype=torch.float64)  # radius in [0, 1)
     theta = 4.0 * r + 2.0 * math.pi * y / classes + noise * torch.randn(n, generator=generator, dtype=torch.float64)
@@ -135,6 +162,7 @@ class ScratchMLP:
     """The MLP on :class:`~mathllm.tensor_autograd.Tensor`; ``params`` hold float64 arrays."""
 
     def __init__(self, cfg: MLPConfig, params: list[torch.Tensor]):
+        _check_params(cfg, params)
         self.cfg = cfg
         self.params = [Tensor(p.detach().numpy().copy(), requires_grad=True) for p in params]
 
@@ -177,6 +205,7 @@ class TorchMLP(torch.nn.Module):
     """The same MLP with ``nn.Linear`` layers, trained with ``torch.optim.SGD``."""
 
     def __init__(self, cfg: MLPConfig, params: list[torch.Tensor]):
+        _check_params(cfg, params)
         super().__init__()
         self.cfg = cfg
         self.layers = torch.nn.ModuleList(torch.nn.Linear(i, o, dtype=torch.float64)
@@ -215,6 +244,7 @@ class ScalarMLP:
     """The MLP on :class:`~mathllm.autograd.Value`, one scalar per weight (slow: for small checks)."""
 
     def __init__(self, cfg: MLPConfig, params: list[torch.Tensor]):
+        _check_params(cfg, params)
         if cfg.dropout:
             raise ValueError(f"ScalarMLP has no dropout, got cfg.dropout={cfg.dropout}")
         self.cfg = cfg

@@ -92,13 +92,13 @@ def test_bad_inputs():
         MLPConfig((2, 3), "gelu")
     with pytest.raises(ValueError, match=r"at least two positive ints .* got \(2,\)"):
         MLPConfig((2,))
-    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match=r"dropout must be a finite number in \[0, 1\), got 1.0"):
         MLPConfig((2, 3), dropout=1.0)
-    with pytest.raises(ValueError, match="need lr > 0 and weight_decay >= 0, got lr=-0.1"):
+    with pytest.raises(ValueError, match=r"lr must be a finite number in \(0, inf\), got -0.1"):
         TrainConfig(lr=-0.1)
-    with pytest.raises(ValueError, match="steps and batch_size must be positive ints"):
+    with pytest.raises(ValueError, match="steps must be a positive int, got 0"):
         TrainConfig(steps=0)
-    with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\), got 1.5"):
+    with pytest.raises(ValueError, match=r"p must be a finite number in \[0, 1\), got 1.5"):
         dropout_mask((3,), 1.5)
     with pytest.raises(ValueError, match="ScalarMLP has no dropout"):
         ScalarMLP(MLPConfig((2, 3, 2), dropout=0.5), init_params(MLPConfig((2, 3, 2))))
@@ -109,7 +109,37 @@ def test_bad_inputs():
         model.fit(torch.ones(9, 3, dtype=torch.float64), y, TrainConfig(steps=1))
     with pytest.raises(ValueError, match=r"class labels must lie in \[0, 3\), got range \[0, 5\]"):
         model.fit(X, torch.tensor([0, 1, 2, 5, 0, 1, 2, 0, 1]), TrainConfig(steps=1))
-    with pytest.raises(ValueError, match=r"flip must be a fraction in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"flip must be a finite number in \[0, 1\], got 1.5"):
         make_spirals(10, flip=1.5)
-    with pytest.raises(ValueError, match="need classes >= 2"):
+    with pytest.raises(ValueError, match="classes must be an int >= 2, got 1"):
         make_spirals(10, classes=1)
+
+
+def test_hostile_input_gets_a_clear_error():
+    """Issue 15 (the API fuzz test): a number where the config goes gave AttributeError ("'float' object
+    has no attribute 'sizes'"), dropout_mask(-1, p) torch's "negative dimension", make_spirals(nan)
+    torch's "unsupported range", and an infinite lr passed ``lr > 0``."""
+    cfg = MLPConfig((2, 4, 3))
+    params = init_params(cfg)
+    for cls in (ScratchMLP, TorchMLP, ScalarMLP):
+        with pytest.raises(TypeError, match="cfg must be an MLPConfig, got float"):
+            cls(0.5, params)
+        with pytest.raises(TypeError, match=r"params must be a list \[W_1, b_1, ..., W_L, b_L\] of 4 tensors"):
+            cls(cfg, params[:2])
+        with pytest.raises(ValueError, match=r"params\[W_2\] must have shape \(3, 4\)"):
+            cls(cfg, [params[0], params[1], params[2].T, params[3]])
+    with pytest.raises(TypeError, match="cfg must be an MLPConfig, got NoneType"):
+        init_params(None)
+    with pytest.raises(ValueError, match="sizes must be at least two positive ints"):
+        MLPConfig(3.0)
+    with pytest.raises(ValueError, match=r"shape must be an int or a tuple of ints >= 0, got -1"):
+        dropout_mask(-1, 0.5)
+    with pytest.raises(ValueError, match=r"p must be a finite number in \[0, 1\), got nan"):
+        dropout_mask((3,), float("nan"))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got float"):
+        inverted_dropout(0.5, 0.5)
+    with pytest.raises(ValueError, match="n must be an int >= 3, got nan"):
+        make_spirals(float("nan"))
+    with pytest.raises(ValueError, match=r"lr must be a finite number in \(0, inf\), got inf"):
+        TrainConfig(lr=float("inf"))
+    assert dropout_mask(5, 0.5, torch.Generator().manual_seed(0)).shape == (5,)  # an int shape, as torch.rand takes
