@@ -23,16 +23,28 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .checks import check_positive_int
+from .checks import check_callable, check_float_tensor, check_positive_int
+
+
+def _check_tensors(tensors, name: str, like=None) -> list[torch.Tensor]:
+    """A non-empty sequence of float tensors (of the shapes of ``like`` when given)."""
+    if isinstance(tensors, (torch.Tensor, str, bytes)) or not isinstance(tensors, Sequence) or not tensors:
+        raise TypeError(f"{name} must be a non-empty list of float tensors, got {type(tensors).__name__}")
+    for i, t in enumerate(tensors):
+        check_float_tensor(t, f"{name}[{i}]")
+    if like is not None and (len(tensors) != len(like) or any(t.shape != p.shape for t, p in zip(tensors, like))):
+        raise ValueError(f"{name} must hold one tensor of each parameter's shape, got shapes "
+                         f"{[tuple(t.shape) for t in tensors]} for {[tuple(p.shape) for p in like]}")
+    return list(tensors)
 
 
 def hessian_vector_product(loss_fn: Callable[..., torch.Tensor], params: Sequence[torch.Tensor],
                            vecs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """``H v`` for the Hessian ``H`` of ``loss_fn(*params)`` at ``params``; each ``v`` has its param's shape."""
+    check_callable(loss_fn, "loss_fn")
+    params = _check_tensors(params, "params")
+    vecs = _check_tensors(vecs, "vecs", like=params)
     params = [p.detach().requires_grad_() for p in params]
-    if len(vecs) != len(params) or any(v.shape != p.shape for v, p in zip(vecs, params)):
-        raise ValueError("vecs must hold one tensor of each parameter's shape, got shapes "
-                         f"{[tuple(v.shape) for v in vecs]} for {[tuple(p.shape) for p in params]}")
     grads = torch.autograd.grad(loss_fn(*params), params, create_graph=True)
     return [h.detach() for h in torch.autograd.grad(grads, params, vecs)]
 
@@ -45,7 +57,11 @@ def sharpness(loss_fn: Callable[..., torch.Tensor], params: Sequence[torch.Tenso
     ``iters`` power-iteration steps from ``init`` (a random direction when None). Warm-starting
     from the previous step's ``v`` lets a training loop track the sharpness with a few products.
     """
+    check_callable(loss_fn, "loss_fn")
     check_positive_int(iters, "iters")
+    params = _check_tensors(params, "params")
+    if init is not None:
+        init = _check_tensors(init, "init", like=params)
     params = [p.detach().requires_grad_() for p in params]
     if init is None:
         v = [torch.randn(p.shape, dtype=p.dtype, generator=generator) for p in params]

@@ -57,3 +57,18 @@ def test_sharpness_rejects_bad_input():
         sharpness(loss, params, init=[torch.zeros_like(p) for p in params])
     with pytest.raises(ValueError, match="shape"):
         hessian_vector_product(loss, params, [torch.zeros(2)])
+
+
+def test_hostile_input_gets_a_clear_error():
+    """Issue 15 (the API fuzz test): a number or a tensor where the loss goes failed inside with
+    "'float' object is not callable", and a bare tensor for params was iterated row by row."""
+    loss, params = _problem(0)
+    for f in (lambda *a: hessian_vector_product(*a, params), sharpness):
+        with pytest.raises(TypeError, match="loss_fn must be callable, got float"):
+            f(0.5, params)
+        with pytest.raises(TypeError, match="params must be a non-empty list of float tensors, got Tensor"):
+            f(loss, params[0])
+        with pytest.raises(TypeError, match=r"params\[0\] must be a floating-point tensor, got dtype bool"):
+            f(loss, [params[0].bool()] + list(params[1:]))
+    with pytest.raises(ValueError, match="init must hold one tensor of each parameter's shape"):
+        sharpness(loss, params, init=[torch.ones(2)])
