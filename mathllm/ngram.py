@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_ids
+from .checks import check_ids, check_positive_int, check_shape
 from .probability import apply_temperature, sample, top_k_filter, top_p_filter
 
 MAX_TABLE = 2**24  # largest dense table conditional_table() builds
@@ -68,8 +68,18 @@ class NGramConfig:
 
 
 def ngram_codes(ids: torch.Tensor, j: int, V: int) -> torch.Tensor:
-    """The j-grams of ids (N,) as base-V numbers, oldest symbol most significant: (N - j + 1,) int64."""
-    N = ids.numel()
+    """The j-grams of ids (N,) as base-V numbers, oldest symbol most significant: (N - j + 1,) int64.
+
+    Args:
+        ids: (N,) integer ids in ``[0, V)``.  j: the gram length >= 1.  V: the vocabulary size, with
+            ``V ** j`` below ``2 ** 63`` so that every code fits in int64.
+    """
+    check_positive_int(j, "j"), check_positive_int(V, "V")
+    (N,) = check_shape(ids, "N", name="ids")
+    check_ids(ids, V, name="ids")
+    if j * math.log2(V) >= 63:  # without computing V ** j, which a huge j would make slow
+        raise ValueError(f"V ** j must fit in int64 (below 2 ** 63), got V={V}, j={j}")
+    ids = ids.long()
     codes = torch.zeros(max(N - j + 1, 0), dtype=torch.int64)
     for i in range(j):
         codes = codes * V + ids[i:N - j + 1 + i]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mathllm.markov_source import MarkovSource, MarkovSourceConfig
-from mathllm.ngram import NGramConfig, NGramModel
+from mathllm.ngram import NGramConfig, NGramModel, ngram_codes
 
 pytestmark = pytest.mark.numerics  # iterative or statistical claims: rerun under other kernels and seeds
 
@@ -179,3 +179,22 @@ def test_generate_and_perplexity():
         prev = y
     uniform = NGramModel(NGramConfig(vocab_size=V, n=1, add_k=1e12)).fit(random_ids(100, V, 8))
     assert uniform.perplexity(random_ids(100, V, 9)) == pytest.approx(V, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+def test_ngram_codes_checks_ids_gram_length_and_overflow():
+    """Before issue 15 a float raised "'float' object has no attribute 'numel'", a 2-d tensor a size
+    mismatch from inside torch, an id >= V gave codes of other grams, and V ** j past int64 wrapped around."""
+    with pytest.raises(TypeError, match="ids must be a torch.Tensor, got float"):
+        ngram_codes(0.5, 2, 4)
+    with pytest.raises(ValueError, match=r"ids must have shape \(N\)"):
+        ngram_codes(torch.zeros(2, 3, dtype=torch.long), 2, 4)
+    with pytest.raises(TypeError, match="ids must be an integer tensor"):
+        ngram_codes(torch.tensor([0.5, 1.5, 2.0]), 2, 4)
+    with pytest.raises(ValueError, match=r"ids holds token id 4, outside the vocabulary \[0, 4\)"):
+        ngram_codes(torch.tensor([0, 4, 1]), 2, 4)       # was: (0, 4) coded as 0 * 4 + 4 = (1, 0)
+    with pytest.raises(ValueError, match="j must be a positive int, got 0"):
+        ngram_codes(torch.tensor([0, 1]), 0, 4)
+    with pytest.raises(ValueError, match=r"V \*\* j must fit in int64"):
+        ngram_codes(torch.tensor([0, 1, 2]), 2, 2 ** 32)    # 2 ** 64 codes: would wrap around
+    assert ngram_codes(torch.tensor([1, 2, 3]), 2, 4).tolist() == [1 * 4 + 2, 2 * 4 + 3]
