@@ -21,10 +21,12 @@ Book: :doc:`/notebooks/09_embeddings`
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
-from .checks import check_positive, check_tensor
+from .checks import check_float_tensor, check_int, check_positive, check_tensor
 
 LAYOUTS = ("pairs", "half")
 
@@ -47,7 +49,7 @@ def sinusoidal_encoding(T: int, C: int, base: float = 10000.0, offset: int = 0) 
 
     Even columns hold ``sin(p omega_i)``, odd columns ``cos(p omega_i)`` (Vaswani et al. 2017).
     """
-    check_positive(T, "T", allow_zero=True)
+    check_int(T, "T"), check_int(offset, "offset", low=-math.inf)
     pos = torch.arange(offset, offset + T, dtype=torch.float64)  # (T,)
     angles = pos[:, None] * frequencies(C, base)[None, :]  # (T, 1) * (1, C/2) -> (T, C/2)
     pe = torch.stack([angles.sin(), angles.cos()], dim=-1)  # (T, C/2, 2)
@@ -59,6 +61,7 @@ def sinusoidal_shift_matrix(k: int, C: int, base: float = 10000.0) -> torch.Tens
 
     Block ``i`` is ``[[cos k w, sin k w], [-sin k w, cos k w]]`` acting on ``(sin p w, cos p w)``.
     """
+    check_int(k, "k", low=-math.inf)  # a shift back (k < 0) is a rotation too
     a = k * frequencies(C, base)  # (C/2,)
     c, s = a.cos(), a.sin()
     blocks = torch.stack([torch.stack([c, s], -1), torch.stack([-s, c], -1)], -2)  # (C/2, 2, 2)
@@ -68,12 +71,14 @@ def sinusoidal_shift_matrix(k: int, C: int, base: float = 10000.0) -> torch.Tens
 # ---------------------------------------------------------------------------- rotary
 def rope_angles(T: int, hs: int, base: float = 10000.0, offset: int = 0) -> torch.Tensor:
     """(T, hs/2) float64 angles ``m theta_i`` for positions ``m = offset .. offset + T - 1``."""
+    check_int(T, "T"), check_int(offset, "offset", low=-math.inf)
     pos = torch.arange(offset, offset + T, dtype=torch.float64)  # (T,)
     return pos[:, None] * frequencies(hs, base)[None, :]  # (T, 1) * (1, hs/2) -> (T, hs/2)
 
 
 def rope_matrix(m: int, hs: int, base: float = 10000.0) -> torch.Tensor:
     """(hs, hs) float64 rotation ``R_m`` of the pairs layout: ``rotate(x at position m) = R_m @ x``."""
+    check_int(m, "m", low=-math.inf)  # R_m for m < 0 is R_{|m|}^T: R_{n-m} with n < m
     a = rope_angles(1, hs, base, offset=m)[0]  # (hs/2,)
     c, s = a.cos(), a.sin()
     blocks = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)  # (hs/2, 2, 2)
@@ -87,7 +92,16 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: st
     ``layout="pairs"`` rotates dimensions (2i, 2i+1) as in RoFormer; ``layout="half"`` rotates
     (i, i + hs/2) as in Llama-style code. Returns a tensor of the shape and dtype of ``x``.
     """
+    check_float_tensor(x, "x"), check_tensor(cos, "cos"), check_tensor(sin, "sin")
+    if x.dim() == 0:
+        raise ValueError("x must have shape (..., T, hs), got a 0-d tensor")
     hs = x.shape[-1]
+    _check_even(hs, "the head size x.shape[-1]")
+    try:
+        torch.broadcast_shapes(x.shape[:-1] + (hs // 2,), cos.shape, sin.shape)
+    except RuntimeError:
+        raise ValueError(f"cos and sin must have shape (..., T, hs/2) broadcastable against x (..., T, hs) = "
+                         f"{tuple(x.shape)}, got {tuple(cos.shape)} and {tuple(sin.shape)}") from None
     if layout == "pairs":
         x1, x2 = x[..., 0::2], x[..., 1::2]  # (..., T, hs/2) each: the two members of each pair
     elif layout == "half":

@@ -210,3 +210,50 @@ def test_rope_positions_bad_input():
         rope(x, offset=1, positions=torch.arange(5))
     with pytest.raises(ValueError, match=r"shape \(\.\.\., T, hs\)"):
         rope(torch.randn(8))
+
+
+def test_positional_hostile_input_is_named():
+    """Issue 15: ``rope_angles(1e308, 8)`` raised torch's "invalid size, possible overflow?",
+    ``rope_matrix(float('nan'), 8)`` "unsupported range: nan -> nan", ``apply_rope`` of a (2, 3) tensor
+    a broadcasting RuntimeError from inside torch, ``sinusoidal_shift_matrix(None, 8)`` an operand
+    TypeError. Now each names its parameter."""
+    with pytest.raises(ValueError, match="T must be an int >= 0, got 1e[+]308"):
+        rope_angles(1e308, 8)
+    with pytest.raises(ValueError, match="T must be an int >= 0, got -1"):
+        sinusoidal_encoding(-1, 8)
+    with pytest.raises(ValueError, match="m must be an int"):
+        rope_matrix(float("nan"), 8)
+    with pytest.raises(ValueError, match="k must be an int"):
+        sinusoidal_shift_matrix(None, 8)
+    with pytest.raises(ValueError, match=r"head size x.shape\[-1\] must be a positive even int.*got 3"):
+        apply_rope(torch.randn(2, 3), torch.ones(2, 1), torch.zeros(2, 1))
+    with pytest.raises(ValueError, match=r"cos and sin must have shape \(\.\.\., T, hs/2\).*got \(4, 8\)"):
+        apply_rope(torch.randn(4, 8), torch.ones(4, 8), torch.zeros(4, 8))  # hs angles for hs/2 pairs
+    with pytest.raises(TypeError, match="x must be a floating-point tensor, got dtype bool"):
+        apply_rope(torch.ones(2, 4, dtype=torch.bool), torch.ones(2, 2), torch.zeros(2, 2))
+    # negative positions and shifts are rotations too: R_{-m} = R_m^T, M_{-k} = M_k^T
+    torch.testing.assert_close(rope_matrix(-3, 8), rope_matrix(3, 8).T, rtol=0, atol=1e-15)
+    torch.testing.assert_close(sinusoidal_shift_matrix(-3, 8), sinusoidal_shift_matrix(3, 8).T, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("layout", ["pairs", "half"])
+def test_rope_positions_are_a_literal_rotation_by_m_theta(layout):
+    """Issue 17: every row at an explicit position m is rotated, pair by pair, by the angle m theta_i,
+    theta_i = base^(-2i/hs), written here with math.cos and math.sin (float64 reference; RoPE keeps its
+    cos and sin in float32, so the rows agree to float32 rounding of values of size 1: atol 1e-6)."""
+    hs, base = 8, 10000.0
+    rope = RoPE(hs, 64, base=base, layout=layout).double()
+    x = torch.randn(2, 3, 5, hs, **D)                                     # (B, nh, T, hs)
+    positions = torch.tensor([[0, 1, 2, 3, 4], [40, 41, 7, 7, 63]])       # (B, T): packed or padded rows
+    y = rope(x, positions=positions[:, None, :])                          # (B, 1, T) broadcasts over heads
+    first = list(range(0, hs, 2)) if layout == "pairs" else list(range(hs // 2))
+    second = [i + 1 for i in first] if layout == "pairs" else [i + hs // 2 for i in first]
+    for b in range(2):
+        for t in range(5):
+            m = int(positions[b, t])
+            ref = x[b, :, t].clone()                                      # (nh, hs)
+            for i, (a, c) in enumerate(zip(first, second)):
+                angle = m * base ** (-2 * i / hs)
+                ref[:, a] = math.cos(angle) * x[b, :, t, a] - math.sin(angle) * x[b, :, t, c]
+                ref[:, c] = math.sin(angle) * x[b, :, t, a] + math.cos(angle) * x[b, :, t, c]
+            torch.testing.assert_close(y[b, :, t], ref, rtol=0, atol=1e-6)
