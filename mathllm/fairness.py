@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_shape
+from .checks import check_float_tensor, check_shape
 
 
 # ---------------------------------------------------------------------------- associations
@@ -55,10 +55,21 @@ def association(W: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Tens
 
 
 def effect_size(s_x: torch.Tensor, s_y: torch.Tensor) -> float:
-    """Cohen's-d-like effect size of the associations of the two target sets, (nx,) and (ny,)."""
+    """Cohen's-d-like effect size of the associations of the two target sets, (nx,) and (ny,).
+
+    ``(mean(s_x) - mean(s_y)) / std(s_x and s_y pooled)``, with at least one word in each set and
+    3 in all; the effect size is undefined when all associations are equal (standard deviation 0).
+    """
+    for name, s in (("s_x", s_x), ("s_y", s_y)):
+        check_float_tensor(s, name)
+        (n,) = check_shape(s, "n", name=name)
+        if n == 0:
+            raise ValueError(f"{name} must hold the association of at least one target word, got shape (0,)")
     both = torch.cat([s_x, s_y])
     if both.numel() < 3:
         raise ValueError("the effect size needs at least 3 target words in all")
+    if bool(both.std(correction=1) == 0):
+        raise ValueError("s_x and s_y must not all be equal: with standard deviation 0 the effect size is undefined")
     return float((s_x.mean() - s_y.mean()) / both.std(correction=1))
 
 

@@ -108,3 +108,20 @@ def test_bad_inputs_raise():
         association(torch.ones(1, 3), torch.ones(1, 4), torch.ones(1, 3))
     with pytest.raises(ValueError, match="n_perm"):
         weat_test(torch.ones(2, 3), -torch.ones(2, 3), torch.ones(1, 3), torch.eye(3)[:1], n_perm=0)
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+def test_effect_size_checks_its_associations():
+    """Before issue 15: an empty s_x gave NaN (the mean of nothing), a 2-d or 0-d tensor an error from
+    inside torch.cat, and equal associations 0 / 0."""
+    with pytest.raises(ValueError, match=r"s_x must hold the association of at least one target word"):
+        effect_size(torch.zeros(0), torch.tensor([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match=r"s_x must have shape \(n\)"):
+        effect_size(torch.zeros(2, 3), torch.tensor([0.1, 0.2]))
+    with pytest.raises(TypeError, match="s_y must be a floating-point tensor, got dtype bool"):
+        effect_size(torch.tensor([0.1, 0.2]), torch.ones(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="standard deviation 0"):
+        effect_size(torch.full((3,), 0.5), torch.full((2,), 0.5))
+    x, y = torch.tensor([0.3, 0.5]), torch.tensor([0.1, 0.2, 0.0])
+    pooled = np.std(np.r_[x.numpy(), y.numpy()], ddof=1)           # numpy as the reference
+    assert effect_size(x, y) == pytest.approx((0.4 - 0.1) / pooled, rel=1e-6)
