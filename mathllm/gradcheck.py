@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import check_callable, check_number
-from .tensor_autograd import Tensor, grad
+from .tensor_autograd import Tensor, _as_float_array, grad
 
 SCHEMES = ("forward", "central")
 EPS = float(np.finfo(np.float64).eps)  # 2.22e-16, the spacing of float64 numbers near 1
@@ -37,19 +37,6 @@ def _check_scheme(scheme: str) -> None:
 def _check_step(h):
     # kept as given: a float32 step keeps a float32 computation in float32
     return check_number(h, "h", low=0.0, low_open=True)
-
-
-def _as_float_array(x, name: str) -> np.ndarray:
-    """A float64 array of the numbers in ``x``; None, a bool, a string or a boolean array is refused."""
-    if x is None or isinstance(x, (bool, str, bytes)):
-        raise TypeError(f"{name} must be a number or an array of numbers, got {type(x).__name__}")
-    try:
-        arr = np.asarray(x)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"{name} must be a number or an array of numbers: {err}") from None
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be a number or an array of numbers, got an array of dtype {arr.dtype}")
-    return arr.astype(np.float64)
 
 
 class GradientMismatch(AssertionError):

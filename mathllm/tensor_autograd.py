@@ -22,6 +22,8 @@ import contextlib
 
 import numpy as np
 
+from .checks import check_callable
+
 _GRAD_ENABLED = True  # False inside no_grad(): operations record nothing
 
 
@@ -34,6 +36,35 @@ def no_grad(enabled: bool = False):
         yield
     finally:
         _GRAD_ENABLED = previous
+
+
+def _as_float_array(x, name: str, kinds: str = "iuf") -> np.ndarray:
+    """A float64 array of the numbers in ``x``; None, a bool, a string or an array of another kind is refused.
+
+    ``kinds`` are the numpy dtype kinds accepted: integers and floats, "b" added where a 0/1 mask is data.
+    """
+    if x is None or isinstance(x, (bool, str, bytes)):
+        raise TypeError(f"{name} must be a number or an array of numbers, got {type(x).__name__}")
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a number or an array of numbers: {err}") from None
+    if arr.dtype.kind not in kinds:
+        raise TypeError(f"{name} must be a number or an array of numbers, got an array of dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _check_shape_arg(shape) -> tuple[int, ...]:
+    if not isinstance(shape, (tuple, list)) or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0
+                                                   for n in shape):
+        raise TypeError(f"shape must be a tuple of ints >= 0, got {shape!r}")
+    return tuple(int(n) for n in shape)
+
+
+def _check_node(x, name: str = "x") -> "Tensor":
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a mathllm.tensor_autograd.Tensor, got {type(x).__name__}")
+    return x
 
 
 def _lift(x) -> "Tensor":
@@ -69,7 +100,7 @@ class Tensor:
     def __init__(self, data, requires_grad: bool = False):
         if isinstance(data, Tensor):
             raise TypeError("Tensor(data) needs an array or number, got a Tensor; use .detach() to copy one")
-        self.data = np.asarray(data, dtype=np.float64)
+        self.data = _as_float_array(data, "data", kinds="biuf")
         self.requires_grad = bool(requires_grad)
         self.grad = None
         self._parents, self._backward, self.op = (), None, ""
@@ -217,7 +248,8 @@ def sum_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     The adjoint of :func:`broadcast_to`: ``(3, 4) -> (4,)`` sums axis 0, ``(3, 4) -> (3, 1)`` sums
     axis 1 keeping it.
     """
-    shape = tuple(shape)
+    _check_node(x)
+    shape = _check_shape_arg(shape)
     if x.shape == shape:
         return x
     lead = x.ndim - len(shape)  # dimensions prepended by broadcasting
@@ -230,9 +262,12 @@ def sum_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 def broadcast_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Copy ``x`` along new or size-1 dimensions to ``shape``; its adjoint is :func:`sum_to`."""
-    shape = tuple(shape)
+    _check_node(x)
+    shape = _check_shape_arg(shape)
     if x.shape == shape:
         return x
+    if x.ndim > len(shape) or any(n != 1 and n != s for n, s in zip(x.shape[::-1], shape[::-1])):
+        raise ValueError(f"cannot broadcast shape {x.shape} to {shape}")
     return _op(np.broadcast_to(x.data, shape).copy(), (x,), lambda g, out: (sum_to(g, x.shape),), "broadcast")
 
 
@@ -302,7 +337,8 @@ def hvp(f, x, v) -> tuple[float, np.ndarray]:
     Returns:
         ``(f(x), Hv)``, the value and an array of ``x``'s shape (like ``torch.autograd.functional.hvp``).
     """
-    x, v = np.asarray(x, dtype=np.float64), np.asarray(v, dtype=np.float64)
+    check_callable(f, "f")
+    x, v = _as_float_array(x, "x"), _as_float_array(v, "v")
     if x.shape != v.shape:
         raise ValueError(f"v must have x's shape {x.shape}, got {v.shape}")
     xt = Tensor(x, requires_grad=True)
@@ -316,9 +352,12 @@ def hvp(f, x, v) -> tuple[float, np.ndarray]:
 
 def jacobian(f, x) -> np.ndarray:
     """The Jacobian dy/dx of ``f`` at ``x``, one reverse pass per output: shape ``y.shape + x.shape``."""
-    x = np.asarray(x, dtype=np.float64)
+    check_callable(f, "f")
+    x = _as_float_array(x, "x")
     xt = Tensor(x, requires_grad=True)
     y = f(xt)
+    if not isinstance(y, Tensor):
+        raise TypeError(f"f must return a Tensor, got {type(y).__name__}")
     rows = []
     for i in range(y.data.size):
         e = np.zeros(y.data.size)
@@ -329,7 +368,8 @@ def jacobian(f, x) -> np.ndarray:
 
 def hessian(f, x) -> np.ndarray:
     """The Hessian of a scalar ``f`` at a vector ``x``, column by column with :func:`hvp`."""
-    x = np.asarray(x, dtype=np.float64)
+    check_callable(f, "f")
+    x = _as_float_array(x, "x")
     if x.ndim != 1:
         raise ValueError(f"hessian needs a 1-d x, got shape {x.shape}")
     return np.stack([hvp(f, x, e)[1] for e in np.eye(x.size)], axis=1)

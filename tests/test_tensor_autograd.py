@@ -220,3 +220,29 @@ def test_bad_inputs():
         hessian(lambda t: t.sum(), np.ones((2, 2)))
     with pytest.raises(ValueError, match=r"need W \(H, H\), U \(H, D\)"):
         rnn_states(np.ones((3, 2)), np.ones((3, 1)), np.ones((4, 1)), np.ones(3))
+
+
+def test_hostile_input_gets_a_clear_error():
+    """Issue 15 (the API fuzz test): Tensor("a") raised numpy's "could not convert string to float",
+    Tensor(None) made a NaN array, sum_to/broadcast_to of a number failed with "'int' object is not
+    iterable", and a number where f goes failed with "'float' object is not callable"."""
+    with pytest.raises(TypeError, match="data must be a number or an array of numbers, got str"):
+        Tensor("a")
+    with pytest.raises(TypeError, match="data must be a number or an array of numbers, got NoneType"):
+        Tensor(None)
+    for op in (sum_to, broadcast_to):
+        with pytest.raises(TypeError, match="x must be a mathllm.tensor_autograd.Tensor, got float"):
+            op(0.5, (2,))
+        with pytest.raises(TypeError, match=r"shape must be a tuple of ints >= 0, got 4"):
+            op(Tensor(np.ones(3)), 4)
+    with pytest.raises(ValueError, match=r"cannot broadcast shape \(3,\) to \(2, 4\)"):
+        broadcast_to(Tensor(np.ones(3)), (2, 4))
+    for f in (lambda g: hvp(g, np.ones(2), np.ones(2)), lambda g: jacobian(g, np.ones(2)),
+              lambda g: hessian(g, np.ones(2))):
+        with pytest.raises(TypeError, match="f must be callable, got float"):
+            f(float("nan"))
+    with pytest.raises(TypeError, match="x must be a number or an array of numbers, got NoneType"):
+        jacobian(lambda t: t * 2.0, None)
+    # the results that still come back agree with numpy's broadcasting: a 0/1 mask is data
+    np.testing.assert_array_equal(broadcast_to(Tensor(np.array([True, False])), (3, 2)).data,
+                                  np.broadcast_to([1.0, 0.0], (3, 2)))
