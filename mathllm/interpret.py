@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import MultiHeadAttention, causal_mask
-from .checks import check_ids, check_positive_int, check_shape
+from .checks import check_float_tensor, check_ids, check_positive_int, check_sequence, check_shape
 from .layers import LayerNorm, RMSNorm
 from .transformer import GPT
 
@@ -264,10 +265,10 @@ def repeated_sequence_stream(n_tokens: int, vocab_size: int, min_len: int, max_l
     Segment lengths are uniform in ``[min_len, max_len]``, so the distance to the earlier copy varies and
     only a match on content (an induction head), not a fixed positional offset, predicts the copy.
     """
-    if not 1 <= min_len <= max_len:
+    for name, v in (("n_tokens", n_tokens), ("vocab_size", vocab_size), ("min_len", min_len), ("max_len", max_len)):
+        check_positive_int(v, name)  # a float such as inf used to loop for ever
+    if not min_len <= max_len:
         raise ValueError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
-    if n_tokens < 1 or vocab_size < 1:
-        raise ValueError(f"n_tokens and vocab_size must be positive, got {n_tokens}, {vocab_size}")
     pieces, total = [], 0
     while total < n_tokens:
         n = int(torch.randint(min_len, max_len + 1, (1,), generator=generator))
@@ -412,7 +413,13 @@ def offset_analogy_accuracy(E: torch.Tensor, pairs: list[tuple[int, int]]) -> fl
 
     Returns the fraction of pairs predicted correctly (leave-one-out); chance is about 1 / V.
     """
+    check_float_tensor(E, "E")
     V, _ = check_shape(E, "V C", name="E")
+    check_sequence(pairs, "pairs")
+    for p in pairs:
+        if not isinstance(p, (tuple, list)) or len(p) != 2 or not all(
+                isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in p):
+            raise TypeError(f"pairs must hold (a, b) pairs of int row ids, got {p!r}"[:200])
     if len(pairs) < 2:
         raise ValueError(f"need at least 2 pairs for a leave-one-out offset, got {len(pairs)}")
     a = torch.tensor([p[0] for p in pairs], device=E.device)

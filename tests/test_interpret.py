@@ -294,3 +294,22 @@ def test_bad_input_raises():
             pass
     with pytest.raises(ValueError, match="at least 2 pairs"):
         offset_analogy_accuracy(torch.zeros(4, 2), [(0, 1)])
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+@pytest.mark.parametrize("n_tokens", [float("inf"), float("nan"), "100", None, 0])
+def test_repeated_sequence_stream_refuses_a_count_that_is_not_a_positive_int(n_tokens):
+    """Before issue 15 inf looped for ever, NaN returned from an empty torch.cat, and a str or None
+    failed in a comparison ("'<' not supported")."""
+    with pytest.raises(ValueError, match="n_tokens must be a positive int"):
+        repeated_sequence_stream(n_tokens, 10, 3, 5)
+
+
+def test_offset_analogy_accuracy_checks_its_pairs():
+    E = torch.eye(4)
+    with pytest.raises(TypeError, match="pairs must be a list or tuple, got int"):
+        offset_analogy_accuracy(E, 4)                                # was: "object of type 'int' has no len()"
+    with pytest.raises(TypeError, match=r"pairs must hold \(a, b\) pairs of int row ids, got \(0, 1.5\)"):
+        offset_analogy_accuracy(E, [(0, 1.5), (2, 3)])               # was: torch.tensor made the ids floats
+    with pytest.raises(TypeError, match="E must be a floating-point tensor, got dtype int64"):
+        offset_analogy_accuracy(torch.eye(4, dtype=torch.long), [(0, 1), (2, 3)])
