@@ -27,17 +27,36 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_positive_int, check_tensor
+from .checks import check_finite, check_float_tensor, check_number, check_positive_int, check_shape
 
 
 # ---------------------------------------------------------------------------- helpers
 def _check_float_tensor(T, name: str = "T", min_dim: int = 2) -> torch.Tensor:
-    check_tensor(T, name)
+    check_float_tensor(T, name)
     if T.dim() < min_dim:
         raise ValueError(f"{name} must have at least {min_dim} dimensions, got shape {tuple(T.shape)}")
-    if not T.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {str(T.dtype).replace('torch.', '')}")
     return T
+
+
+def _check_to_decompose(T) -> torch.Tensor:
+    """What an SVD or a least-squares solve can take: finite, float, >= 2-d, no dimension of size 0."""
+    _check_float_tensor(T)
+    if T.numel() == 0:
+        raise ValueError(f"T must have no dimension of size 0, got shape {tuple(T.shape)}")
+    return check_finite(T, "T")
+
+
+def _check_matrices(mats, name: str, R: int | None = None) -> list[torch.Tensor]:
+    """A non-empty list of 2-d float tensors, each with ``R`` columns (the first one's when None)."""
+    if isinstance(mats, (torch.Tensor, str, bytes)) or not isinstance(mats, (list, tuple)) or not mats:
+        raise TypeError(f"{name} must be a non-empty list of (n_k, R) matrices, got "
+                        f"{type(mats).__name__ if not isinstance(mats, (list, tuple)) else 'an empty ' + type(mats).__name__}")
+    for k, M in enumerate(mats):
+        check_float_tensor(M, f"{name}[{k}]")
+        R = M.shape[-1] if R is None and M.dim() == 2 else R
+        if M.dim() != 2 or M.shape[1] != R:
+            raise ValueError(f"{name}[{k}] must have shape (n_{k}, R={R}), got {tuple(M.shape)}")
+    return list(mats)
 
 
 def _check_dims(dims, name: str) -> tuple[int, ...]:
@@ -57,13 +76,10 @@ def unfold(T: torch.Tensor, mode: int) -> torch.Tensor:
 
 def khatri_rao(mats: list[torch.Tensor]) -> torch.Tensor:
     """Column-wise Kronecker product: matrices (n_k, R) -> (prod n_k, R); the first matrix varies slowest."""
-    if not mats:
-        raise ValueError("khatri_rao needs at least one matrix")
-    R = mats[0].shape[-1]
+    mats = _check_matrices(mats, "mats")
+    R = mats[0].shape[1]
     out = mats[0]
     for M in mats[1:]:
-        if M.dim() != 2 or M.shape[1] != R:
-            raise ValueError(f"khatri_rao needs (n_k, {R}) matrices, got shape {tuple(M.shape)}")
         out = (out[:, None, :] * M[None, :, :]).reshape(-1, R)   # (a, 1, R) * (1, b, R) -> (a b, R)
     return out
 
@@ -80,11 +96,11 @@ class CPResult:
 
 def cp_reconstruct(weights: torch.Tensor, factors: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
     """The tensor ``sum_r weights[r] * factors[0][:, r] ⊗ ... ⊗ factors[-1][:, r]`` of shape (n_1, ..., n_d)."""
-    check_tensor(weights, "weights")
-    R = weights.shape[0]
-    for k, A in enumerate(factors):
-        if A.dim() != 2 or A.shape[1] != R:
-            raise ValueError(f"factor {k} must have shape (n_{k}, R={R}), got {tuple(A.shape)}")
+    (R,) = check_shape(weights, "R", name="weights")
+    check_float_tensor(weights, "weights")
+    factors = _check_matrices(factors, "factors", R=R)
+    if len(factors) > 17:
+        raise ValueError(f"factors must hold at most 17 matrices (one einsum letter each), got {len(factors)}")
     letters = "abcdefghijklmnopq"[:len(factors)]
     spec = "z," + ",".join(f"{c}z" for c in letters) + "->" + letters   # e.g. "z,az,bz,cz->abc"
     return torch.einsum(spec, weights, *factors)
@@ -113,8 +129,10 @@ def cp_als(T: torch.Tensor, rank: int, *, iters: int = 200, tol: float = 1e-10,
 
     Book: :doc:`/notebooks/02_linear_algebra`, section "Tensor decompositions".
     """
-    _check_float_tensor(T)
+    _check_to_decompose(T)
     check_positive_int(rank, "rank")
+    check_positive_int(iters, "iters")
+    check_number(tol, "tol", low=0.0)
     d, norm_T = T.dim(), float(T.norm())
     factors = [torch.randn(n, rank, generator=generator, dtype=T.dtype).to(T.device) for n in T.shape]
     weights = torch.ones(rank, dtype=T.dtype, device=T.device)
@@ -183,11 +201,10 @@ def tt_svd(T: torch.Tensor, *, max_rank: int | None = None, rel_eps: float = 0.0
 
     Book: :doc:`/notebooks/02_linear_algebra`, section "Tensor decompositions".
     """
-    _check_float_tensor(T)
+    _check_to_decompose(T)
     if max_rank is not None and (isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1):
         raise ValueError(f"max_rank must be a positive int or None, got {max_rank!r}")
-    if isinstance(rel_eps, bool) or not isinstance(rel_eps, (int, float)) or rel_eps < 0:
-        raise ValueError(f"rel_eps must be a number >= 0, got {rel_eps!r}")
+    check_number(rel_eps, "rel_eps", low=0.0)
     d, shape = T.dim(), tuple(T.shape)
     delta = rel_eps * float(T.norm()) / math.sqrt(d - 1)
     cores, dropped, r_prev, C = [], [], 1, T
@@ -207,11 +224,12 @@ def tt_svd(T: torch.Tensor, *, max_rank: int | None = None, rel_eps: float = 0.0
 
 def tt_reconstruct(cores: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Contract TT cores (r_{k-1}, n_k, r_k) into the full tensor (n_1, ..., n_d)."""
-    if not cores:
-        raise ValueError("tt_reconstruct needs at least one core")
+    if isinstance(cores, (torch.Tensor, str, bytes)) or not isinstance(cores, (list, tuple)) or not cores:
+        raise TypeError(f"cores must be a non-empty list of (r_(k-1), n_k, r_k) tensors, got "
+                        f"{type(cores).__name__ if not isinstance(cores, (list, tuple)) else 'an empty ' + type(cores).__name__}")
     r_prev = 1
     for k, G in enumerate(cores):
-        check_tensor(G, f"core {k}")
+        check_float_tensor(G, f"core {k}")
         if G.dim() != 3 or G.shape[0] != r_prev:
             raise ValueError(f"core {k} must have shape ({r_prev}, n_{k}, r_{k}), got {tuple(G.shape)}")
         r_prev = G.shape[2]
@@ -252,6 +270,7 @@ def matrix_to_tensor(W: torch.Tensor, row_dims: tuple[int, ...], col_dims: tuple
 
 def tensor_to_matrix(X: torch.Tensor, row_dims: tuple[int, ...], col_dims: tuple[int, ...]) -> torch.Tensor:
     """The inverse of :func:`matrix_to_tensor`: (m_1 n_1, ..., m_d n_d) -> (prod m_k, prod n_k)."""
+    check_float_tensor(X, "X")
     row_dims, col_dims = _check_dims(row_dims, "row_dims"), _check_dims(col_dims, "col_dims")
     want = tuple(m * n for m, n in zip(row_dims, col_dims))
     if len(row_dims) != len(col_dims) or tuple(X.shape) != want:

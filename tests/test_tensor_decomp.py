@@ -90,7 +90,7 @@ def test_cp_params_and_errors():
         cp_als(torch.zeros(3, 3, 3, **F64), 0)
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         cp_als(torch.zeros(3, **F64), 1)
-    with pytest.raises(ValueError, match=r"factor 1 must have shape \(n_1, R=2\)"):
+    with pytest.raises(ValueError, match=r"factors\[1\] must have shape \(n_1, R=2\)"):
         cp_reconstruct(torch.ones(2), [torch.ones(3, 2), torch.ones(3, 3)])
     with pytest.raises(ValueError, match=r"mode must be in \[0, 2\]"):
         unfold(torch.zeros(2, 2, 2, **F64), 3)
@@ -139,7 +139,7 @@ def test_tt_svd_max_rank_caps_every_rank():
 def test_tt_bad_inputs():
     with pytest.raises(ValueError, match="max_rank must be a positive int"):
         tt_svd(torch.zeros(2, 2, **F64), max_rank=0)
-    with pytest.raises(ValueError, match="rel_eps must be a number >= 0"):
+    with pytest.raises(ValueError, match=r"rel_eps must be a finite number in \[0, inf\), got -1.0"):
         tt_svd(torch.zeros(2, 2, **F64), rel_eps=-1.0)
     with pytest.raises(ValueError, match=r"core 1 must have shape \(2, n_1, r_1\)"):
         tt_reconstruct([torch.zeros(1, 3, 2), torch.zeros(3, 3, 1)])
@@ -175,3 +175,30 @@ def test_matrix_to_tensor_bad_split():
         matrix_to_tensor(torch.zeros(12, 20, **F64), (3, 4), (4, 4))
     with pytest.raises(ValueError, match="non-empty tuple of positive ints"):
         matrix_to_tensor(torch.zeros(12, 20, **F64), (3, 0), (4, 5))
+
+
+def test_hostile_input_gets_a_clear_error():
+    """Issue 15 (the API fuzz test): a NaN tensor reached torch's SVD ("linalg.svd: The algorithm failed
+    to converge"), a (0, 4) tensor failed to reshape, khatri_rao of a tensor raised "Boolean value of
+    Tensor ... is ambiguous", and cp_reconstruct of 0-d weights raised IndexError."""
+    for decompose in (lambda T: cp_als(T, 1), tt_svd):
+        with pytest.raises(ValueError, match="T must be finite, got 6 NaN or infinite entries of 6"):
+            decompose(torch.full((2, 3), float("nan")))
+        with pytest.raises(ValueError, match=r"T must have no dimension of size 0, got shape \(0, 4\)"):
+            decompose(torch.empty(0, 4))
+        with pytest.raises(TypeError, match="T must be a floating-point tensor, got dtype bool"):
+            decompose(torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(TypeError, match="mats must be a non-empty list of \\(n_k, R\\) matrices, got Tensor"):
+        khatri_rao(torch.ones(2, 3))
+    with pytest.raises(TypeError, match="mats must be a non-empty list .* got an empty list"):
+        khatri_rao([])
+    with pytest.raises(ValueError, match=r"weights must have shape \(R\), a 1-d tensor; got 0-d"):
+        cp_reconstruct(torch.tensor(1.0), [torch.ones(3, 1)])
+    with pytest.raises(TypeError, match="cores must be a non-empty list .* got float"):
+        tt_reconstruct(0.5)
+    with pytest.raises(TypeError, match="X must be a torch.Tensor, got NoneType"):
+        tensor_to_matrix(None, (2,), (2,))
+    # what still passes is unchanged: a rank-one tensor is rebuilt exactly, as torch's outer product gives it
+    a, b = torch.tensor([1.0, 2.0], **F64), torch.tensor([3.0, -1.0, 0.5], **F64)
+    torch.testing.assert_close(cp_reconstruct(torch.ones(1, **F64), [a[:, None], b[:, None]]), torch.outer(a, b),
+                               rtol=0, atol=0)
