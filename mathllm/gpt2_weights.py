@@ -17,14 +17,25 @@ Book: :doc:`/notebooks/11_transformer`
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import torch
 
+from .checks import check_positive_int
 from .transformer import GPT, GPTConfig
 
 # Hugging Face's activation names -> ours ("gelu_new" is the tanh approximation GPT-2 was trained with)
 ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
 GPT2_MODELS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")  # 124M, 355M, 774M, 1.5B parameters
+_CONFIG_FIELDS = ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd")  # what gpt2_config reads
+
+
+def _check_state_dict(sd_hf) -> None:
+    if not isinstance(sd_hf, Mapping):
+        raise TypeError(f"sd_hf must be a state dict (a mapping of names to tensors), got {type(sd_hf).__name__}")
+    for k, v in sd_hf.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise TypeError(f"sd_hf must map str names to tensors, got {type(k).__name__} {k!r}: {type(v).__name__}"[:200])
 
 
 def gpt2_config(hf_config) -> GPTConfig:
@@ -33,6 +44,10 @@ def gpt2_config(hf_config) -> GPTConfig:
     Raises ValueError for settings this model does not have (another LayerNorm epsilon, an
     activation other than GELU or ReLU, attention scaled by layer index).
     """
+    missing = [k for k in _CONFIG_FIELDS if not hasattr(hf_config, k)]
+    if missing:
+        raise TypeError(f"hf_config must be a transformers.GPT2Config (or have its fields {', '.join(_CONFIG_FIELDS)}), "
+                        f"got {type(hf_config).__name__} without {', '.join(missing)}")
     act = getattr(hf_config, "activation_function", "gelu_new")
     if act not in ACTIVATIONS:
         raise ValueError(f"activation_function={act!r} has no counterpart: expected one of {sorted(ACTIVATIONS)}")
@@ -59,6 +74,8 @@ def convert_gpt2_state_dict(sd_hf: dict[str, torch.Tensor], n_layer: int) -> dic
     (``attn.bias``, ``attn.masked_bias``) are dropped. Every other key must be used, or a
     ValueError names the ones left over.
     """
+    _check_state_dict(sd_hf)
+    check_positive_int(n_layer, "n_layer")
     sd = {(k[len("transformer."):] if k.startswith("transformer.") else k): v for k, v in sd_hf.items()}
     sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
     out: dict[str, torch.Tensor] = {}
@@ -97,6 +114,9 @@ def load_gpt2_state_dict(model: GPT, sd_hf: dict[str, torch.Tensor]) -> GPT:
     ``model.config`` must be GPT-2-compatible (see :func:`gpt2_config`); shapes are checked by
     ``load_state_dict(strict=True)``.
     """
+    if not isinstance(model, GPT):
+        raise TypeError(f"model must be a mathllm GPT, got {type(model).__name__}")
+    _check_state_dict(sd_hf)
     c = model.config
     want = dict(bias=True, norm="layernorm", prenorm=True, positions="learned", tie_weights=True)
     wrong = {k: getattr(c, k) for k, v in want.items() if getattr(c, k) != v}

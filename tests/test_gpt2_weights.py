@@ -150,3 +150,19 @@ def test_d_ff_sets_the_mlp_width(mlp):
     assert default.d_ff is None and default.ff_width == mlp_hidden(32, mlp) == GPT(default).blocks[0].mlp.fc.out_features
     with pytest.raises(ValueError, match="d_ff must be a positive int, got 0"):
         GPTConfig.tiny(d_ff=0)
+
+
+# ---------------------------------------------------------------------------- hostile input (issue 15)
+def test_wrong_types_are_named_not_attribute_errors():
+    """Before issue 15 each of these was an AttributeError ('float' object has no attribute 'items',
+    'vocab_size', 'config')."""
+    with pytest.raises(TypeError, match="hf_config must be a transformers.GPT2Config .* got dict without vocab_size"):
+        gpt2_config({"vocab_size": 50257})                            # a dict of the config, not the config
+    with pytest.raises(TypeError, match=r"sd_hf must be a state dict \(a mapping of names to tensors\), got list"):
+        convert_gpt2_state_dict([torch.zeros(2)], 1)
+    with pytest.raises(TypeError, match="sd_hf must map str names to tensors, got str 'wte.weight': list"):
+        convert_gpt2_state_dict({"wte.weight": [[0.0]]}, 1)
+    with pytest.raises(ValueError, match="n_layer must be a positive int, got 0"):
+        convert_gpt2_state_dict({}, 0)
+    with pytest.raises(TypeError, match="model must be a mathllm GPT, got GPT2LMHeadModel"):
+        load_gpt2_state_dict(_hf(0, **SIZES[0]), {})                  # the arguments the wrong way round
