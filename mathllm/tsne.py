@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .checks import check_positive_int, check_shape
+from .checks import check_float_tensor, check_number, check_positive_int, check_shape
 from .spectral import pca
 
 
@@ -36,6 +36,7 @@ from .spectral import pca
 def squared_distances(X: torch.Tensor) -> torch.Tensor:
     """``|x_i - x_j|^2`` for the rows of ``X`` (N, n): (N, N), computed without the cancellation of ``|x|^2 + |y|^2 - 2 x.y``."""
     check_shape(X, "N n", name="X")
+    check_float_tensor(X, "X")  # cdist takes floats only
     return torch.cdist(X, X, compute_mode="donot_use_mm_for_euclid_dist").square()
 
 
@@ -50,6 +51,7 @@ def conditional_affinities(D: torch.Tensor, perplexity: float, *, tol: float = 1
         ``(P, beta)``: P (N, N) with zero diagonal and rows summing to 1; beta (N,).
     """
     N, _ = check_shape(D, "N N", name="D")
+    check_number(perplexity, "perplexity")
     if not 1.0 <= perplexity <= N - 1:
         raise ValueError(f"perplexity must lie in [1, N - 1] = [1, {N - 1}] (each point has N - 1 neighbours), "
                          f"got {perplexity}")
@@ -86,6 +88,8 @@ def joint_affinities(X: torch.Tensor, perplexity: float = 30.0) -> torch.Tensor:
 def student_t_affinities(Y: torch.Tensor) -> torch.Tensor:
     """The output similarities ``q_ij`` of the embedding ``Y`` (N, k): (N, N), zero diagonal, sum 1."""
     N, _ = check_shape(Y, "N k", name="Y")
+    if N < 2:  # q_ij is a distribution over the pairs i != j: one point has none
+        raise ValueError(f"Y must have at least 2 rows (points), got shape {tuple(Y.shape)}")
     W = 1.0 / (1.0 + squared_distances(Y))  # (N, N): Cauchy kernel
     W = W.masked_fill(torch.eye(N, dtype=torch.bool, device=Y.device), 0.0)
     return W / W.sum()
@@ -94,6 +98,8 @@ def student_t_affinities(Y: torch.Tensor) -> torch.Tensor:
 def _check_pair(P: torch.Tensor, Y: torch.Tensor) -> None:
     N, _ = check_shape(Y, "N k", name="Y")
     check_shape(P, "N N", name="P", N=N)
+    if N < 2:
+        raise ValueError(f"Y must have at least 2 rows (points), got shape {tuple(Y.shape)}")
 
 
 def kl_loss(P: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:

@@ -159,3 +159,20 @@ def test_bad_input_raises():
         TSNEConfig(n_iter=0)
     with pytest.raises(TypeError, match="config must be a TSNEConfig"):
         tsne(X, {"perplexity": 5})
+
+
+def test_hostile_input_gets_a_clear_error():
+    """Issue 15 (the API fuzz test): a boolean X reached cdist ("cdist only supports floating-point
+    dtypes"), and the affinities of a single point were 0 / 0 = NaN (there is no pair i != j)."""
+    for f in (squared_distances, joint_affinities, student_t_affinities):
+        with pytest.raises(TypeError, match=r"(X|Y) must be a floating-point tensor, got dtype bool"):
+            f(torch.ones(4, 3, dtype=torch.bool))
+    for f in (student_t_affinities, lambda Y: kl_gradient(torch.ones(1, 1, **F64), Y)):
+        with pytest.raises(ValueError, match=r"Y must have at least 2 rows \(points\), got shape \(1, 3\)"):
+            f(torch.tensor([[0.5, 1.5, 2.0]], **F64))
+    with pytest.raises(TypeError, match="perplexity must be a number, got str"):
+        conditional_affinities(squared_distances(torch.randn(5, 2, **F64)), "2")
+    # two points: q_12 = q_21 = 1/2 whatever their distance (the only pair, counted twice)
+    torch.testing.assert_close(student_t_affinities(torch.tensor([[0.0, 0.0], [3.0, 4.0]], **F64)),
+                               torch.tensor([[0.0, 0.5], [0.5, 0.0]], **F64), rtol=0, atol=1e-15)
+
