@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from .checks import check_positive_int
+from .checks import check_float_tensor, check_positive_int, check_shape
 from .data import TokenData
 from .train import TrainConfig, Trainer
 from .transformer import GPTConfig, flops_per_token, matmul_params
@@ -55,8 +55,8 @@ def _check_positive_values(x, name: str):
 def _check_fields_positive(obj, may_be_zero: tuple[str, ...] = ()) -> None:
     for f in fields(obj):
         value = getattr(obj, f.name)
-        floor_ok = value >= 0 if f.name in may_be_zero else value > 0
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not floor_ok:
+        is_number = not isinstance(value, bool) and isinstance(value, (int, float))  # before comparing: "a" > 0 raises
+        if not (is_number and math.isfinite(value) and (value >= 0 if f.name in may_be_zero else value > 0)):
             bound = ">= 0" if f.name in may_be_zero else "> 0"
             raise ValueError(f"{type(obj).__name__}.{f.name} must be a finite number {bound}, got {value!r}")
 
@@ -195,6 +195,12 @@ def log_loss_and_jacobian(theta: torch.Tensor, N: torch.Tensor, D: torch.Tensor)
     Returns:
         ``(log_L, J)``: (n,) and (n, 5).
     """
+    check_shape(theta, "P", name="theta", P=5)
+    check_float_tensor(theta, "theta")
+    (n,) = check_shape(N, "n", name="N")
+    check_shape(D, "n", name="D", n=n)
+    _check_positive_values(N, "N")
+    _check_positive_values(D, "D")
     e, a, b, alpha, beta = theta
     logN, logD = torch.log(N), torch.log(D)
     z = torch.stack([e.expand_as(logN), a - alpha * logN, b - beta * logD], dim=1)  # (n, 3)
@@ -352,6 +358,12 @@ def fit_chinchilla(N, D, L, *, n_starts: int = 5, max_iter: int = 200, tol: floa
     theta, rss, its = best
     _, J = log_loss_and_jacobian(theta, N, D)
     E_at_zero = bool(J[:, 0].max() < 1e-6)      # E's share of every loss is nil: an active bound, not an estimate
+    for col, term, var in ((1, "A / N^alpha", "N"), (2, "B / D^beta", "D")):
+        if J[:, col].max() < 1e-6:              # the term's share of every loss is nil: the fit switched it off
+            raise ValueError(f"the losses do not fall as {var} grows: the best fit drives {term} to 0 in every run, "
+                             f"and a law L = E + A / N^alpha + B / D^beta with A, B > 0 cannot describe losses "
+                             f"that rise or stay flat with {var}; check the runs (got L from {float(L.min()):.4g} "
+                             f"to {float(L.max()):.4g})")
     free = torch.arange(1 if E_at_zero else 0, 5)
     s2 = rss / (len(L) - len(free))
     H = J[:, free].T @ J[:, free]
@@ -359,7 +371,11 @@ def fit_chinchilla(N, D, L, *, n_starts: int = 5, max_iter: int = 200, tol: floa
         warnings.warn("J^T J is nearly singular: the data do not determine the parameters; "
                       "the standard errors are unreliable")
     cov = torch.zeros(5, 5, dtype=torch.float64)
-    cov[free[:, None], free] = s2 * torch.linalg.inv(H)
+    try:
+        cov[free[:, None], free] = s2 * torch.linalg.inv(H)
+    except torch.linalg.LinAlgError:
+        raise ValueError("J^T J is singular: the data do not determine the five parameters (vary both N and D, "
+                         "over more than one value each)") from None
     # At the bound, log E ran off towards -inf: exp() of it may be a denormal or exactly 0.0,
     # depending on how far the iterations went on this CPU. Report the bound itself.
     law = ChinchillaLaw(E=0.0 if E_at_zero else float(theta[0].exp()), A=float(theta[1].exp()), B=float(theta[2].exp()),

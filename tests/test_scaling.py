@@ -322,3 +322,38 @@ def test_fit_whose_log_E_underflows_reports_E_zero(monkeypatch):
     assert ChinchillaLaw(E=0.0, A=1.0, B=1.0, alpha=0.3, beta=0.3).loss(1e6, 1e9) > 0
     with pytest.raises(ValueError, match=r"E must be a finite number >= 0"):
         ChinchillaLaw(E=-1.0)
+
+
+@pytest.mark.parametrize("rising", ["N", "D"])
+def test_fit_on_losses_that_rise_is_a_clear_error(rising):
+    """Issue 15: losses that rise with N (or D) drove A (or B) to 0, J^T J became singular and the fit
+    raised torch's LinAlgError ("linalg.inv: The diagonal element 2 is zero"); now a ValueError that
+    says what is wrong with the data."""
+    N, D, _ = synthetic(LAWS[0], 0.0, 0)
+    up, down = (N, D) if rising == "N" else (D, N)
+    L = 1.0 + 0.05 * np.log(up) + 400.0 / down ** 0.3      # rises with one, falls with the other
+    with pytest.raises(ValueError, match=f"the losses do not fall as {rising} grows"):
+        fit_chinchilla(N, D, L)
+
+
+def test_law_fields_and_log_loss_hostile_input():
+    """Issue 15 (the API fuzz test): ChinchillaLaw("a") compared "a" >= 0 (TypeError from Python), and
+    log_loss_and_jacobian(0.5, ...) failed to unpack a float. Valid input still matches the law:
+    exp(log L) equals ChinchillaLaw.loss."""
+    with pytest.raises(ValueError, match="ChinchillaLaw.E must be a finite number >= 0, got 'a'"):
+        ChinchillaLaw("a")
+    with pytest.raises(ValueError, match="KaplanLaw.N_c must be a finite number > 0, got None"):
+        KaplanLaw(None)
+    N, D = torch.tensor([1e6, 1e8], dtype=torch.float64), torch.tensor([1e9, 1e10], dtype=torch.float64)
+    with pytest.raises(TypeError, match="theta must be a torch.Tensor, got float"):
+        log_loss_and_jacobian(0.5, N, D)
+    with pytest.raises(ValueError, match=r"theta must have shape \(P\), a 1-d tensor; got 0-d"):
+        log_loss_and_jacobian(torch.tensor(1.0), N, D)
+    with pytest.raises(ValueError, match=r"D must have shape \(n\) with n=2"):
+        log_loss_and_jacobian(torch.zeros(5, dtype=torch.float64), N, D[:1])
+    with pytest.raises(ValueError, match="N must be finite and > 0"):
+        log_loss_and_jacobian(torch.zeros(5, dtype=torch.float64), -N, D)
+    law = ChinchillaLaw.hoffmann2022()
+    theta = torch.tensor([math.log(law.E), math.log(law.A), math.log(law.B), law.alpha, law.beta], dtype=torch.float64)
+    log_L, _ = log_loss_and_jacobian(theta, N, D)
+    np.testing.assert_allclose(log_L.exp().numpy(), law.loss(N.numpy(), D.numpy()), rtol=1e-12)
