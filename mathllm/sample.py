@@ -19,8 +19,35 @@ import torch
 
 from . import runtime
 from .checkpoint import latest_checkpoint, load_checkpoint
-from .data import tokenizer_from_dict
+from .bpe import BPETokenizer
+from .data import tokenizer_from_dict, tokenizer_to_dict
 from .transformer import GPT, GPTConfig
+
+
+def _training_order(tok: BPETokenizer) -> bool:
+    """Byte b is id b and merge k makes id 256 + k: what ``BPETokenizer(merges)`` rebuilds from the merges alone."""
+    v = tok.vocab
+    return (all(v.get(i) == bytes([i]) for i in range(256))
+            and all(v.get(256 + k) == v.get(a, b"?") + v.get(b, b"?") for k, (a, b) in enumerate(tok.merges)))
+
+
+def tokenizer_state(tok) -> dict:
+    """A tokenizer as JSON-able data for checkpoints. A BPE with a numbering of its own (GPT-2's, read
+    by :meth:`BPETokenizer.from_files`) is stored with its vocabulary, id by id, so the ids survive;
+    a character or trained BPE tokenizer as :func:`mathllm.data.tokenizer_to_dict` stores it."""
+    if isinstance(tok, BPETokenizer) and not _training_order(tok):
+        special = set(tok.special_ids.values())
+        return {"type": "bpe_vocab", "merges": [list(p) for p in tok.merges], "special_tokens": dict(tok.special_ids),
+                "vocab": [[i, b.hex()] for i, b in sorted(tok.vocab.items()) if i not in special]}
+    return tokenizer_to_dict(tok)
+
+
+def tokenizer_from_state(data: dict | None):
+    """Inverse of :func:`tokenizer_state` (None stays None)."""
+    if isinstance(data, dict) and data.get("type") == "bpe_vocab":
+        return BPETokenizer([tuple(p) for p in data["merges"]], dict(data["special_tokens"]),
+                            vocab={int(i): bytes.fromhex(h) for i, h in data["vocab"]})
+    return tokenizer_from_dict(data)
 
 
 def load_model(checkpoint: str | pathlib.Path, device: str | torch.device = "cpu"):
@@ -34,7 +61,7 @@ def load_model(checkpoint: str | pathlib.Path, device: str | torch.device = "cpu
     state = load_checkpoint(path)
     model = GPT(GPTConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), tokenizer_from_dict(state.get("tokenizer"))
+    return model.to(device).eval(), tokenizer_from_state(state.get("tokenizer"))
 
 
 def generate_text(model: GPT, tokenizer, prompt: str = "\n", max_new_tokens: int = 200, *,

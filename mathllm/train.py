@@ -4,9 +4,10 @@
 :class:`TrainConfig` and of :class:`mathllm.transformer.GPTConfig`, and every field is an option
 that overrides it. ``--help`` lists them with the comments of the dataclasses, each with its
 default (the chosen preset's value: ``--preset gpt2_small --help`` shows that preset's) and its
-choices. Besides the fields: ``--init_from scratch|resume|PATH`` (``--resume`` is the same as
-``--init_from resume``), ``--eval_only`` (evaluate the initial weights and exit) and
-``--print_config``. Under ``torchrun`` every process runs the same command (DDP); ``grad_accum``
+choices. Besides the fields: ``--init_from scratch|resume|gpt2|...|PATH`` (``--resume`` is the same as
+``--init_from resume``; ``gpt2``, ``gpt2-medium``, ``gpt2-large``, ``gpt2-xl`` or a folder written by
+Hugging Face's ``save_pretrained`` fine-tune GPT-2 with GPT-2's tokenizer), ``--eval_only`` (evaluate
+the initial weights and exit) and ``--print_config``. Under ``torchrun`` every process runs the same command (DDP); ``grad_accum``
 counts micro-batches over all processes.
 
 A configuration error (a bad value, a missing file, an unavailable device, a full disk, a
@@ -32,9 +33,9 @@ import typing
 from dataclasses import fields
 
 from . import distributed, runtime
-from .data import CORPORA, ORDERS, TOKENIZERS
-from .train_config import (DTYPES, INIT_FROM, OPTIMIZERS, PRESETS, TrainConfig, config_from_dict,  # noqa: F401
-                           config_to_dict, resume_differences)
+from .data import CORPORA, ORDERS
+from .train_config import (DTYPES, INIT_FROM, OPTIMIZERS, PRESET_NOTES, PRESETS, TRAIN_TOKENIZERS,  # noqa: F401
+                           TrainConfig, config_from_dict, config_to_dict, pretrained_source, resume_differences)
 from .train_log import format_record, plot_metrics  # noqa: F401
 from .trainer import (PEAK_FLOPS, Trainer, TrainingDiverged, compile_or_eager, grad_norm,  # noqa: F401
                       make_optimizer, mfu, param_groups, peak_flops)
@@ -44,7 +45,7 @@ __all__ = ["DTYPES", "OPTIMIZERS", "PEAK_FLOPS", "PRESETS", "TrainConfig", "Trai
            "build_parser", "compile_or_eager", "config_from_dict", "config_to_dict", "field_comments",
            "make_optimizer", "main", "mfu", "param_groups", "parse_config", "peak_flops", "plot_metrics"]
 
-CHOICES = {"dataset": CORPORA, "tokenizer": TOKENIZERS, "data_order": ORDERS, "dtype": tuple(DTYPES),
+CHOICES = {"dataset": CORPORA, "tokenizer": TRAIN_TOKENIZERS, "data_order": ORDERS, "dtype": tuple(DTYPES),
            "optimizer": OPTIMIZERS, "backend": distributed.BACKENDS}
 CLI_DEFAULTS = {"log_lines": True}  # the command line prints a line per report unless told not to
 DEFAULT_PRESET = "tiny"
@@ -96,7 +97,8 @@ def build_parser(preset: str = DEFAULT_PRESET) -> argparse.ArgumentParser:
         epilog="Under torchrun every process runs this same command (DDP); grad_accum counts micro-batches over "
                "all processes and must be a multiple of their number.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=preset, help="named configuration")
+    notes = "; ".join(f"{name}: {PRESET_NOTES[name]}" for name in PRESETS).replace("%", "%%")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=preset, help=f"named configuration ({notes})")
     parser.add_argument("--eval_only", action="store_true", help="evaluate the initial (or resumed) weights and exit")
     parser.add_argument("--print_config", action="store_true", help="print the resolved configuration and exit")
     base = PRESETS[preset]()
@@ -113,7 +115,8 @@ def build_parser(preset: str = DEFAULT_PRESET) -> argparse.ArgumentParser:
                 group.add_argument(f"--{name}", type=_parse_bool, nargs="?", const=True, default=defaults[name],
                                    metavar="BOOL", help=help_text)
             elif name == "init_from":
-                group.add_argument(f"--{name}", default=defaults[name], metavar="scratch|resume|PATH", help=help_text)
+                group.add_argument(f"--{name}", default=defaults[name], metavar="|".join(INIT_FROM) + "|PATH",
+                                   help=help_text)
             else:
                 group.add_argument(f"--{name}", type=kind, default=defaults[name], choices=CHOICES.get(name),
                                    metavar=kind.__name__.upper() if name not in CHOICES else None, help=help_text)
@@ -149,6 +152,17 @@ def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.N
 
 
 # ---------------------------------------------------------------------------- the command
+def data_line(trainer: Trainer) -> str:
+    """``data tinyshakespeare | tokenizer gpt2 (50,257 tokens) | vocab 50,304``: what the run reads."""
+    c = trainer.config
+    corpus = c.data_path if c.dataset == "file" else c.dataset
+    tok = c.tokenizer + (f" {c.bpe_vocab_size}" if c.tokenizer == "bpe" else "")
+    tok = "markov symbols" if c.dataset == "markov" else tok
+    weights = f" | weights {trainer.pretrained}" if trainer.pretrained else ""
+    return (f"data {corpus} | tokenizer {tok} ({trainer.data.vocab_size:,} tokens) | "
+            f"vocab {trainer.model_config.vocab_size:,}{weights}")
+
+
 def _error(e: BaseException) -> int:
     print(f"error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr, flush=True)
     return 1
@@ -168,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             return _error(e)
         info = trainer.dist
         distributed.print0(f"{describe} | dtype {str(trainer.dtype).replace('torch.', '')} | "
-                           f"compiled {trainer.compiled} | processes {info.world_size}", info=info)
+                           f"compiled {trainer.compiled} | processes {info.world_size} | {data_line(trainer)}",
+                           info=info)
         distributed.print0(f"model: {trainer.model.num_params():,} parameters | "
                            f"{trainer.tokens_per_step:,} tokens per step", info=info)
         try:

@@ -22,17 +22,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
 from dataclasses import dataclass, field
 
 import torch
 
 from . import distributed
 from .data import CORPORA, ORDERS, TOKENIZERS
+from .gpt2_weights import GPT2_MODELS
 from .transformer import GPTConfig
 
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 OPTIMIZERS = ("torch", "mathllm")
-INIT_FROM = ("scratch", "resume")  # or the path of a checkpoint file or folder
+INIT_FROM = ("scratch", "resume", *GPT2_MODELS)  # or the path of a checkpoint, or of a save_pretrained folder
+# char, bpe (trained on the corpus), or gpt2: GPT-2's own byte-level BPE (50,257 tokens), not trained here
+TRAIN_TOKENIZERS = (*TOKENIZERS, "gpt2")
 # fields a resumed run may change: where files go, how often it reports, the hardware it runs on
 RESUME_MAY_CHANGE = frozenset({"out_dir", "data_dir", "resume", "init_from", "allow_config_change", "eval_interval",
                                "eval_batches", "log_interval", "log_lines", "sample_interval", "sample_tokens",
@@ -52,7 +56,7 @@ class TrainConfig:
     dataset: str = "tinyshakespeare"  # corpus: tinyshakespeare, file (data_path) or markov
     data_path: str = ""           # the UTF-8 text file for dataset=file
     data_dir: str = ""            # where token files are written once; "" = out_dir/data
-    tokenizer: str = "char"       # char, or bpe (byte-level BPE trained on the training split)
+    tokenizer: str = "char"       # char; bpe (trained on the training split); gpt2 (GPT-2's, needs its files)
     bpe_vocab_size: int = 512     # vocabulary of the BPE tokenizer
     val_fraction: float = 0.1     # the last 10% of the corpus is the validation split
     data_order: str = "random"    # random windows (as nanoGPT) or sequential windows
@@ -84,7 +88,7 @@ class TrainConfig:
     out_dir: str = "out"          # checkpoints, metrics.jsonl, metrics.csv and loss.png go here; "" = write no files
     ckpt_interval: int = 0        # save every N steps; 0 = only at the end
     keep_last: int = 3            # checkpoints kept; older ones are deleted after a good save
-    init_from: str = "scratch"    # scratch, resume (the newest good checkpoint in out_dir) or a checkpoint path (its weights)
+    init_from: str = "scratch"    # scratch, resume, a checkpoint (its weights), or GPT-2: gpt2* or a save_pretrained folder
     resume: bool = False          # the same as init_from=resume
     allow_config_change: bool = False  # resume even if the batch, schedule, seed or data differ from the checkpoint's
     # system
@@ -99,7 +103,7 @@ class TrainConfig:
     def __post_init__(self):
         if not isinstance(self.model, GPTConfig):
             raise TypeError(f"model must be a GPTConfig, got {type(self.model).__name__}")
-        choices = {"dataset": CORPORA, "tokenizer": TOKENIZERS, "data_order": ORDERS, "dtype": tuple(DTYPES),
+        choices = {"dataset": CORPORA, "tokenizer": TRAIN_TOKENIZERS, "data_order": ORDERS, "dtype": tuple(DTYPES),
                    "optimizer": OPTIMIZERS, "backend": distributed.BACKENDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -137,6 +141,14 @@ class TrainConfig:
         # resume=True is an alias of init_from="resume": keep the two consistent
         if self.resume and self.init_from not in ("scratch", "resume"):
             raise ValueError(f"resume=True contradicts init_from={self.init_from!r}; give one of them")
+        if pretrained_source(self.init_from) is not None:  # fine-tuning GPT-2 reads GPT-2's tokens
+            if self.tokenizer == "char":  # the default: the pretrained model decides
+                object.__setattr__(self, "tokenizer", "gpt2")
+            elif self.tokenizer != "gpt2":
+                raise ValueError(f"init_from={self.init_from!r} fine-tunes a pretrained GPT-2, which reads GPT-2's "
+                                 f"tokens: tokenizer must be gpt2, got {self.tokenizer!r}")
+        if self.tokenizer == "gpt2" and self.dataset == "markov":
+            raise ValueError("tokenizer='gpt2' tokenizes text; dataset='markov' is a stream of symbols")
         if self.resume or self.init_from == "resume":
             object.__setattr__(self, "resume", True)
             object.__setattr__(self, "init_from", "resume")
@@ -146,6 +158,17 @@ class TrainConfig:
     @property
     def decay_steps_resolved(self) -> int:
         return self.decay_steps or self.max_steps
+
+
+def pretrained_source(init_from: str) -> str | None:
+    """``init_from`` when it names a pretrained GPT-2 to fine-tune: one of ``GPT2_MODELS`` (``"gpt2"`` ...
+    ``"gpt2-xl"``, from the Hugging Face cache or hub) or a folder written by ``save_pretrained`` (it
+    holds ``config.json``); None for scratch, resume or a checkpoint of ours."""
+    if init_from in GPT2_MODELS:
+        return init_from
+    if init_from not in ("scratch", "resume") and (pathlib.Path(init_from) / "config.json").is_file():
+        return init_from
+    return None
 
 
 def _check_int(value, name: str, low: int) -> None:
@@ -163,26 +186,41 @@ def _check_number(value, name: str, *, low: float, high: float = math.inf, low_o
         raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
 
 
+# Each preset names its corpus (dataset) and tokenizer; the first line a run prints repeats them.
 PRESETS = {
     # runs in seconds on a CPU: for tests and a first look
-    "tiny": lambda: TrainConfig(model=GPTConfig.tiny(), batch_size=8, max_steps=100, lr=3e-3, min_lr=3e-4,
+    "tiny": lambda: TrainConfig(model=GPTConfig.tiny(), dataset="tinyshakespeare", tokenizer="char", batch_size=8, max_steps=100, lr=3e-3, min_lr=3e-4,
                                 warmup_steps=10, eval_interval=50, eval_batches=4, log_interval=10),
     # nanoGPT's config/train_shakespeare_char.py: 10.7M parameters, about 3 minutes on a T4
-    "shakespeare_char": lambda: TrainConfig(model=GPTConfig.shakespeare_char(), batch_size=64, max_steps=5000,
+    "shakespeare_char": lambda: TrainConfig(model=GPTConfig.shakespeare_char(), dataset="tinyshakespeare",
+                                            tokenizer="char", batch_size=64, max_steps=5000,
                                             lr=1e-3, min_lr=1e-4, warmup_steps=100, eval_interval=250,
                                             eval_batches=200, log_interval=10, sample_interval=1000),
     # the CPU model of nanoGPT's README (0.8M parameters, about a minute on 2 cores) with its learning rate
     # tuned: 3e-3 reaches a validation loss of 1.77 at step 2000, nanoGPT's 1e-3 only 1.90 (benchmarks/README.md)
     "shakespeare_cpu": lambda: TrainConfig(model=GPTConfig.shakespeare_char(block_size=64, n_layer=4, n_head=4,
                                                                             n_embd=128, dropout=0.0),
-                                           batch_size=12, max_steps=2000, lr=3e-3, min_lr=3e-4, warmup_steps=100,
+                                           dataset="tinyshakespeare", tokenizer="char", batch_size=12, max_steps=2000, lr=3e-3, min_lr=3e-4, warmup_steps=100,
                                            eval_interval=250, eval_batches=20, log_interval=10),
-    # GPT-2 small (124M) with nanoGPT's train_gpt2.py optimizer settings; for a GPU. grad_accum=40 counts
+    # GPT-2 small (124M) with nanoGPT's train_gpt2.py optimizer settings; for a GPU. GPT-2's own tokenizer
+    # (50,257 tokens, padded to 50,304 = 786 x 64 for the matmuls, as nanoGPT). grad_accum=40 counts
     # micro-batches over all processes, as nanoGPT's: 40 x 12 x 1024 = 491,520 tokens per step on 1 or 8 GPUs
-    "gpt2_small": lambda: TrainConfig(model=GPTConfig.gpt2_small(), tokenizer="bpe", bpe_vocab_size=4096,
-                                      vocab_from_data=False, vocab_multiple=64, batch_size=12, grad_accum=40,
+    "gpt2_small": lambda: TrainConfig(model=GPTConfig.gpt2_small(), dataset="tinyshakespeare", tokenizer="gpt2",
+                                      vocab_from_data=True, vocab_multiple=64, batch_size=12, grad_accum=40,
                                       max_steps=600_000, lr=6e-4, min_lr=6e-5, warmup_steps=2000, beta2=0.95,
                                       eval_interval=2000, eval_batches=200, log_interval=10, compile=True),
+}
+
+
+# what --help says of each preset
+PRESET_NOTES = {
+    "tiny": "28.6K parameters, Tiny Shakespeare, characters; seconds on a CPU",
+    "shakespeare_char": "nanoGPT's 10.7M model, Tiny Shakespeare, characters; for a GPU",
+    "shakespeare_cpu": "0.8M parameters, Tiny Shakespeare, characters; about a minute on 2 CPU cores",
+    "gpt2_small": "GPT-2 small (124M) from scratch on Tiny Shakespeare with GPT-2's tokenizer, vocabulary "
+                  "50,257 padded to 50,304; needs GPT-2's vocab.json and merges.txt (downloaded once into "
+                  "~/.cache/mathllm/gpt2, or put in $MATHLLM_DATA_DIR/gpt2); --tokenizer bpe --bpe_vocab_size 4096 "
+                  "trains a BPE instead; for a GPU",
 }
 
 

@@ -52,10 +52,14 @@ from . import distributed, runtime
 from .checkpoint import (BEST_NAME, capture_rng, latest_checkpoint, load_checkpoint, load_latest_good,
                          remove_stale_temp_files, restore_rng, save_checkpoint, write_checkpoint)
 from .clip import clip_grad_norm
+from .bpe import BPETokenizer
+from .corpus import load_text
 from .data import Batches, TokenData, eval_batches, prepare
+from .sample import tokenizer_from_state, tokenizer_state
 from .schedules import warmup_cosine
-from .train_config import DTYPES, TrainConfig, config_to_dict, resume_differences
+from .train_config import DTYPES, TrainConfig, config_to_dict, pretrained_source, resume_differences
 from .train_log import METRICS_FILES, MetricsLog, TensorBoardLog, format_record, plot_metrics
+from .gpt2_weights import GPT2_MODELS
 from .transformer import GPT, GPTConfig
 
 # dense bf16/fp16 tensor-core peak FLOP/s, for MFU (vendor data sheets, SXM parts)
@@ -139,6 +143,44 @@ def compile_or_eager(model: torch.nn.Module, trial_batch, autocast) -> tuple[tor
     return compiled, compiled is not model
 
 
+def prepare_gpt2_data(config: TrainConfig, directory: pathlib.Path, pretrained: str | None,
+                      info: distributed.DistInfo) -> TokenData:
+    """``config.dataset`` tokenized with GPT-2's tokenizer into ``directory`` (once; later runs reuse it).
+
+    The tokenizer is that of ``pretrained`` when it is a folder holding ``vocab.json`` and
+    ``merges.txt``, else GPT-2's own (:meth:`BPETokenizer.from_pretrained`: 50,257 tokens, read from
+    ``$MATHLLM_DATA_DIR/gpt2`` or the cache, or downloaded once). Its vocabulary keeps GPT-2's
+    numbering, which ``meta.json`` stores as ``pretrained_tokenizer`` (:func:`mathllm.sample.tokenizer_state`).
+    """
+    import hashlib
+    folder = pathlib.Path(pretrained) if pretrained and pretrained not in GPT2_MODELS else None
+    source = str(folder) if folder is not None and (folder / "vocab.json").is_file() else "gpt2"
+    if info.is_main:  # one process writes the files, the others wait and read them
+        tok = BPETokenizer.from_pretrained(source)
+        state = tokenizer_state(tok)
+        text = load_text(config.dataset, config.data_path or None)
+        request = {"corpus": config.dataset, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                   "tokenizer": "gpt2", "tokenizer_sha256": hashlib.sha256(json.dumps(state).encode()).hexdigest(),
+                   "val_fraction": config.val_fraction}
+        try:
+            reuse = TokenData(directory).meta.get("request") == request
+        except (OSError, ValueError, KeyError):
+            reuse = False
+        if not reuse:
+            cut = int(len(text) * (1.0 - config.val_fraction))  # split by characters, as data.TokenData.from_text
+            train_ids, val_ids, val_text = tok.encode(text[:cut]), tok.encode(text[cut:]), text[cut:]
+            TokenData.write(directory, train_ids, val_ids, vocab_size=tok.vocab_size, tokenizer=None,
+                            source=str(config.data_path) if config.dataset == "file" else config.dataset,
+                            chars_per_token=len(val_text) / len(val_ids),
+                            bytes_per_token=len(val_text.encode("utf-8")) / len(val_ids),
+                            request=request, pretrained_tokenizer=state, tokenizer_source=source)
+    if info.world_size > 1:
+        torch.distributed.barrier()
+    data = TokenData(directory)
+    data.tokenizer = tokenizer_from_state(data.meta["pretrained_tokenizer"])  # meta's "tokenizer" is None
+    return data
+
+
 # ---------------------------------------------------------------------------- the trainer
 class Trainer:
     """Trains ``GPT(config.model)`` on ``data`` (or on ``config.dataset``, tokenized into ``data_dir``).
@@ -176,10 +218,19 @@ class Trainer:
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 for the fp32 matmuls left outside autocast
         self.out_dir = pathlib.Path(c.out_dir)
+        # init_from="resume": find the checkpoint first, since a fine-tuning run's model is the checkpoint's
+        self._resume_found = self._find_resume() if c.init_from == "resume" else None
+        # the GPT-2 this run fine-tunes (a name or a save_pretrained folder), kept across resumes; None if none
+        self.pretrained = (pretrained_source(c.init_from) if self._resume_found is None
+                           else self._resume_found[1].get("pretrained"))
         self.data = data if data is not None else self._prepare_data()
-        self.model_config = self._model_config()
         runtime.seed_everything(c.seed, shift=False)  # the seed as given (a chapter shifts it itself); same init on every rank
-        self.model = GPT(self.model_config).to(self.device)
+        if self.pretrained is None:
+            self.model_config = self._model_config()
+            self.model = GPT(self.model_config).to(self.device)
+        else:
+            self.model = self._pretrained_model().to(self.device)
+            self.model_config = self.model.config
         if init is not None:
             init(self.model)
         self.optimizer = make_optimizer(self.model, c, self.device)
@@ -202,7 +253,7 @@ class Trainer:
             torch.manual_seed(c.seed + self.dist.rank)  # dropout masks differ between replicas
         if c.init_from == "resume":
             self._resume()
-        elif c.init_from != "scratch":
+        elif c.init_from != "scratch" and self.pretrained is None:
             self._init_weights(c.init_from)
         self.compiled = False
         self.train_model = self.model
@@ -218,6 +269,8 @@ class Trainer:
         if not (c.data_dir or c.out_dir):
             raise ValueError("with out_dir='' (no files) pass the data to Trainer(config, data) or set data_dir")
         directory = pathlib.Path(c.data_dir) if c.data_dir else self.out_dir / "data"
+        if c.tokenizer == "gpt2":
+            return prepare_gpt2_data(c, directory, self.pretrained, self.dist)
         kwargs = dict(path=c.data_path or None, tokenizer=c.tokenizer, bpe_vocab_size=c.bpe_vocab_size,
                       val_fraction=c.val_fraction, seed=c.seed)
         if self.dist.is_main:  # one process writes the files, the others wait and read them
@@ -225,6 +278,20 @@ class Trainer:
         if self.dist.world_size > 1:
             torch.distributed.barrier()
         return data if self.dist.is_main else TokenData(directory)
+
+    def _pretrained_model(self) -> GPT:
+        """GPT-2's architecture with this run's dropout: its weights (a new run) or the checkpoint's (a resume)."""
+        if self._resume_found is not None:  # the weights come from the checkpoint in _resume
+            return GPT(GPTConfig(**self._resume_found[1]["model_config"]))
+        loaded = GPT.from_pretrained(self.pretrained)
+        model = GPT(replace(loaded.config, dropout=self.config.model.dropout))
+        model.load_state_dict(loaded.state_dict())
+        if self.data.vocab_size > model.config.vocab_size:
+            raise ValueError(f"the data's vocabulary ({self.data.vocab_size} tokens) is larger than the vocabulary "
+                             f"of {self.pretrained!r} ({model.config.vocab_size}): tokenize with the model's tokenizer")
+        self._say(f"initialised the weights from GPT-2 {self.pretrained!r} ({model.num_params():,} parameters); "
+                  f"starting at step 0")
+        return model
 
     def _model_config(self) -> GPTConfig:
         c, m = self.config, self.config.model
@@ -240,9 +307,12 @@ class Trainer:
         if self.config.log_lines:
             distributed.print0(text, info=self.dist, flush=True)
 
+    def _find_resume(self) -> tuple[pathlib.Path, dict] | None:
+        warn = (lambda m: warnings.warn(m, stacklevel=5)) if self.dist.is_main else (lambda m: None)
+        return load_latest_good(self.out_dir, warn=warn)
+
     def _resume(self) -> None:
-        warn = (lambda m: warnings.warn(m, stacklevel=4)) if self.dist.is_main else (lambda m: None)
-        found = load_latest_good(self.out_dir, warn=warn)
+        found, self._resume_found = self._resume_found, None  # the state is not kept beyond loading it
         if found is None:
             self._say(f"resume: no checkpoint in {self.out_dir}, starting from step 0")
             return
@@ -423,7 +493,8 @@ class Trainer:
             "rng": distributed.gather_objects(capture_rng(), self.dist),  # one entry per rank
             "sample_rng": self._sample_generator.get_state(),
             "data": self.batches.state_dict(),
-            "tokenizer": self.data.meta.get("tokenizer"),
+            "tokenizer": self.data.meta.get("tokenizer") or self.data.meta.get("pretrained_tokenizer"),
+            "pretrained": self.pretrained,
             "losses": list(self.losses),
             "grad_norms": list(self.grad_norms),
             "history": json.loads(json.dumps(self.history)),

@@ -566,9 +566,31 @@ def test_cli_init_from_resume_path_and_eval_only(tmp_path, capsys):
 
 def test_cli_help_shows_defaults_and_choices():
     text = " ".join(build_parser().format_help().split())
-    assert "(default: 0.003)" in text and "{random,sequential}" in text and "scratch|resume|PATH" in text
+    assert "(default: 0.003)" in text and "{random,sequential}" in text and "{char,bpe,gpt2}" in text
+    assert "scratch|resume|gpt2|gpt2-medium|gpt2-large|gpt2-xl|PATH" in text
     gpt2 = " ".join(build_parser("gpt2_small").format_help().split())
     assert "(default: 40)" in gpt2  # the chosen preset's values are the defaults shown
+    # every preset is described, and gpt2_small says which tokenizer it needs and where its files go
+    assert all(f"{name}: " in text for name in PRESETS)
+    assert "GPT-2's tokenizer, vocabulary 50,257 padded to 50,304; needs GPT-2's vocab.json and merges.txt" in text
+
+
+def test_presets_name_their_corpus_and_tokenizer():
+    """The gpt2_small preset is GPT-2 small with GPT-2's tokenizer: 50,257 tokens padded to 50,304 = 786 x 64."""
+    for name, make in PRESETS.items():
+        c = make()
+        assert c.dataset == "tinyshakespeare" and c.tokenizer in ("char", "gpt2"), name
+    c = PRESETS["gpt2_small"]()
+    assert c.tokenizer == "gpt2" and c.vocab_from_data and c.vocab_multiple == 64
+    assert -(-50257 // c.vocab_multiple) * c.vocab_multiple == 50304
+
+
+def test_the_first_line_names_the_corpus_and_tokenizer(tmp_path, capsys):
+    assert train_mod.main(cli_run(tmp_path, "--max_steps=1", "--tokenizer=bpe", "--bpe_vocab_size=300")) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    # the corpus is too short for 300 tokens: the BPE stops when no pair repeats, and the model's vocab is the data's
+    assert re.search(rf"\| data {re.escape(str(tmp_path / 'corpus.txt'))} \| tokenizer bpe 300 \((\d+) tokens\) "
+                     rf"\| vocab \1$", first), first
 
 
 def test_accumulation_counts_micro_batches_over_all_processes(tmp_path, data):
@@ -622,7 +644,8 @@ def test_tensorboard_events_equal_metrics_jsonl_also_after_a_resume(tmp_path, da
     events = tensorboard_scalars(tmp_path / "b")
     assert events == jsonl_scalars(tmp_path / "b")  # the records of step 5 are in neither twice
     timing = {"train/tokens_per_s"}  # wall-clock: differs between runs; the rest is the same run
-    assert {t: v for t, v in events.items() if t not in timing} == {t: v for t, v in straight.items() if t not in timing}
+    same = lambda scalars: {t: v for t, v in scalars.items() if t not in timing}  # noqa: E731
+    assert same(events) == same(straight)
     # a fresh run in the same folder starts the events afresh, as it starts metrics.jsonl afresh
     Trainer(tiny(tmp_path / "b", tensorboard=True, max_steps=2, log_interval=1, eval_interval=0), data).train()
     assert {t: [s for s, _ in v] for t, v in tensorboard_scalars(tmp_path / "b").items() if v} == {
@@ -637,3 +660,93 @@ def test_tensorboard_is_off_by_default_and_needs_out_dir(tmp_path, data):
         tiny(tmp_path, tensorboard=True, out_dir="")
     config, _ = parse_config(["--tensorboard", "true", f"--out_dir={tmp_path}"])
     assert config.tensorboard is True
+
+
+# ---------------------------------------------------------------------------- fine-tuning GPT-2 (init_from)
+CORPUS = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+          "First Citizen:\nYou are all resolved rather to die than to famish?\n") * 40
+
+
+def small_gpt2_folder(folder):
+    """A random GPT2LMHeadModel written by save_pretrained, with the vocab.json and merges.txt of a BPE trained
+    on the corpus (300 tokens) beside it: GPT-2's layout, small enough for a test, no download."""
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    from mathllm.bpe import BPETokenizer
+    tok = BPETokenizer.train(CORPUS, 300)
+    cfg = transformers.GPT2Config(vocab_size=tok.vocab_size, n_positions=24, n_layer=2, n_head=2, n_embd=32,
+                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(cfg).eval()
+    hf.save_pretrained(folder)
+    tok.save_files(folder / "vocab.json", folder / "merges.txt")
+    return hf, tok
+
+
+def test_init_from_a_pretrained_gpt2_folder_fine_tunes_it(tmp_path):
+    """--init_from PATH of a save_pretrained folder: the step-0 validation loss is the Hugging Face model's own
+    cross-entropy on the same batches (computed here with transformers and F.cross_entropy), and the data is
+    tokenized with the folder's tokenizer. Tolerance: two float32 implementations of the same network sum in
+    other orders; the losses (about ln 300 = 5.7 nats) agree to about 1e-6 relative, so rtol 1e-5."""
+    import torch.nn.functional as F
+    hf, tok = small_gpt2_folder(tmp_path / "gpt2")
+    (tmp_path / "corpus.txt").write_text(CORPUS)
+    config = tiny(tmp_path / "run", dataset="file", data_path=str(tmp_path / "corpus.txt"), max_steps=2,
+                  eval_interval=2, init_from=str(tmp_path / "gpt2"))
+    assert config.tokenizer == "gpt2"  # fine-tuning GPT-2 reads GPT-2's tokens
+    trainer = Trainer(config, None)
+    assert trainer.pretrained == str(tmp_path / "gpt2") and trainer.model_config.block_size == 24
+    assert trainer.model_config.vocab_size == tok.vocab_size == trainer.data.vocab_size
+    cut = int(len(CORPUS) * 0.9)
+    assert list(trainer.data.val) == tok.encode(CORPUS[cut:])  # the folder's tokenizer, not one trained here
+    trainer.train()
+    step0 = next(r for r in trainer.history if r["kind"] == "eval" and r["step"] == 0)
+    with torch.no_grad():
+        by_hand = torch.stack([F.cross_entropy(hf(x).logits.flatten(0, 1), y.flatten())
+                               for x, y in trainer.fixed_batches("val")]).mean().item()
+    assert step0["val_loss"] == pytest.approx(by_hand, rel=1e-5)
+    # the checkpoint carries the tokenizer and the pretrained source; resuming needs neither the folder's weights
+    state = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert state["pretrained"] == str(tmp_path / "gpt2") and state["model_config"]["block_size"] == 24
+    model, tokenizer = load_model(tmp_path / "run")
+    assert tokenizer.encode(CORPUS[:200]) == tok.encode(CORPUS[:200])
+    resumed = Trainer(tiny(tmp_path / "run", dataset="file", data_path=str(tmp_path / "corpus.txt"), max_steps=3,
+                           eval_interval=2, tokenizer="gpt2", resume=True, allow_config_change=True), None)
+    assert resumed.step == 2 and resumed.pretrained == str(tmp_path / "gpt2")
+    assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(), model.state_dict().values()))
+
+
+def test_init_from_gpt2_offline_fails_with_one_line_saying_how(tmp_path, monkeypatch, capsys):
+    import urllib.error
+    from mathllm import gpt2_tokenizer
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(gpt2_tokenizer, "_download", offline)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # an empty cache
+    monkeypatch.delenv("MATHLLM_DATA_DIR", raising=False)
+    assert train_mod.main(cli_run(tmp_path, "--init_from=gpt2")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: GPT-2's vocab.json is not on this machine")
+    assert "Supply the files" in err and "MATHLLM_DATA_DIR" in err
+
+
+def test_init_from_gpt2_needs_gpt2_tokens():
+    assert TrainConfig(init_from="gpt2-medium").tokenizer == "gpt2"
+    with pytest.raises(ValueError, match="fine-tunes a pretrained GPT-2, which reads GPT-2's tokens"):
+        TrainConfig(init_from="gpt2", tokenizer="bpe")
+
+
+def test_gpt2_tokens_of_tiny_shakespeare_are_nanogpts(tmp_path):
+    """GPT-2's tokenizer on Tiny Shakespeare, split 90/10 by characters: 301,966 training and 36,059
+    validation tokens, the counts nanoGPT's data/shakespeare/prepare.py (tiktoken) prints."""
+    import pathlib
+    folder = pathlib.Path(os.environ.get("MATHLLM_DATA_DIR", "/nonexistent"))
+    if not all((folder / p).is_file() for p in ("tinyshakespeare.txt", "gpt2/vocab.json", "gpt2/merges.txt")):
+        pytest.skip("needs $MATHLLM_DATA_DIR with tinyshakespeare.txt and gpt2/{vocab.json,merges.txt}")
+    from mathllm.distributed import DistInfo
+    from mathllm.trainer import prepare_gpt2_data
+    data = prepare_gpt2_data(TrainConfig(tokenizer="gpt2"), tmp_path, None, DistInfo())
+    assert (len(data.train), len(data.val), data.vocab_size) == (301_966, 36_059, 50_257)
+    text = (folder / "tinyshakespeare.txt").read_text(encoding="utf-8")
+    assert data.decode(data.val) == text[int(len(text) * 0.9):]  # GPT-2's numbering survived meta.json
