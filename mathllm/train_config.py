@@ -216,7 +216,7 @@ PRESETS = {
 PRESET_NOTES = {
     "tiny": "28.6K parameters, Tiny Shakespeare, characters; seconds on a CPU",
     "shakespeare_char": "nanoGPT's 10.7M model, Tiny Shakespeare, characters; for a GPU",
-    "shakespeare_cpu": "0.8M parameters, Tiny Shakespeare, characters; about a minute on 2 CPU cores",
+    "shakespeare_cpu": "0.8M parameters, Tiny Shakespeare, characters; about 1.5 minutes on 2 CPU cores",
     "gpt2_small": "GPT-2 small (124M) from scratch on Tiny Shakespeare with GPT-2's tokenizer, vocabulary "
                   "50,257 padded to 50,304; needs GPT-2's vocab.json and merges.txt (downloaded once into "
                   "~/.cache/mathllm/gpt2, or put in $MATHLLM_DATA_DIR/gpt2); --tokenizer bpe --bpe_vocab_size 4096 "
