@@ -21,7 +21,7 @@ import bisect
 import numpy as np
 import torch
 
-from .checks import check_positive, check_tensor
+from .checks import check_positive, check_positive_int, check_tensor
 from .probability import check_distribution, entropy
 
 
@@ -78,15 +78,31 @@ def stationary_distribution(P: torch.Tensor, method: str = "eig", tol: float = 1
         v = evecs[:, dist.argmin()].real  # (S,)
         return (v / v.sum()).clamp_min(0)  # the Perron vector has one sign; clamp rounding noise
     if method == "power":
-        p = torch.full((S,), 1.0 / S, dtype=P.dtype)
-        for _ in range(max_iter):
-            nxt = p @ P  # (S,) x (S, S) -> (S,)
-            if (nxt - p).abs().sum() < tol:
-                return nxt
-            p = nxt
-        raise ValueError(f"power iteration did not converge in {max_iter} steps (L1 change "
-                         f"{(nxt - p).abs().sum().item():.3g}): the chain may be periodic; use method='eig'")
+        return stationary_by_power(lambda p: p @ P, S, dtype=P.dtype, tol=tol, max_iter=max_iter)  # (S,) x (S, S)
     raise ValueError(f"method must be 'eig' or 'power', got {method!r}")
+
+
+def stationary_by_power(step, S: int, *, dtype: torch.dtype = torch.float64, tol: float = 1e-12,
+                        max_iter: int = 100_000) -> torch.Tensor:
+    """pi = lim_t u P^t from the uniform distribution u (S,), for a chain given by its step ``p -> p P``.
+
+    The power method of :func:`stationary_distribution` (``method="power"``), written once and also
+    used by :class:`mathllm.markov_source.MarkovSource`, whose chain on V^k contexts is too large for
+    a dense P and is stepped without forming it. Stops when the L1 change is below ``tol``; a chain
+    that never settles (a periodic one) is an error. Returns pi scaled to sum to 1.
+    """
+    if not callable(step):
+        raise TypeError(f"step must be a callable p -> p P on (S,) distributions, got {type(step).__name__}")
+    check_positive_int(S, "S")
+    check_positive_int(max_iter, "max_iter")
+    p = torch.full((S,), 1.0 / S, dtype=dtype)
+    for _ in range(max_iter):
+        nxt = step(p)
+        if (nxt - p).abs().sum() < tol:
+            return nxt / nxt.sum()
+        p = nxt
+    raise ValueError(f"power iteration did not converge in {max_iter} steps (L1 change "
+                     f"{(nxt - p).abs().sum().item():.3g}): the chain may be periodic; use method='eig'")
 
 
 def eigenvalue_moduli(P: torch.Tensor) -> torch.Tensor:
@@ -136,7 +152,15 @@ def run_chain(cdf_rows: list[list[float]], state: int, uniforms: np.ndarray, n_s
     state is the last k symbols (:class:`mathllm.markov_source.MarkovSource`). Plain Python: the
     steps depend on each other, and ``bisect`` on short lists is faster than a tensor call per step.
     """
+    if not isinstance(cdf_rows, (list, tuple)) or not cdf_rows or not all(isinstance(r, (list, tuple)) and r for r in cdf_rows):
+        raise TypeError(f"cdf_rows must be a non-empty list of non-empty lists (one cumulative distribution per state), "
+                        f"got {type(cdf_rows).__name__}")
     S = len(cdf_rows)
+    check_positive_int(n_symbols, "n_symbols")
+    if isinstance(state, bool) or not isinstance(state, (int, np.integer)) or not 0 <= state < S:
+        raise ValueError(f"state must be an int in [0, {S}), got {state!r}")
+    if not isinstance(uniforms, np.ndarray) or uniforms.ndim != 1:
+        raise TypeError(f"uniforms must be a 1-d numpy array of draws in [0, 1), got {type(uniforms).__name__}")
     out = []
     for u in uniforms.tolist():
         y = bisect.bisect_right(cdf_rows[state], u)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .checks import check_ids
-from .markov import run_chain
+from .markov import run_chain, stationary_by_power
 from .probability import check_distribution, entropy
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -86,19 +86,19 @@ class MarkovSource:
 
     # ------------------------------------------------------------------ the chain on contexts
     def _stationary(self, tol: float = 1e-14, max_iter: int = 100_000) -> torch.Tensor:
-        """pi over contexts by power iteration: pi'(x2..xk, y) = sum_{x1} pi(x1..xk) P(y | x1..xk)."""
+        """pi over contexts by :func:`mathllm.markov.stationary_by_power`, with the step written without the
+        dense (V^k, V^k) matrix: pi'(x2..xk, y) = sum_{x1} pi(x1..xk) P(y | x1..xk)."""
         V, k = self.config.vocab_size, self.config.order
         if k == 0:
             return torch.ones(1, dtype=torch.float64)
-        pi = torch.full((V**k,), 1.0 / V**k, dtype=torch.float64)
-        for _ in range(max_iter):
+
+        def step(pi: torch.Tensor) -> torch.Tensor:
             joint = pi[:, None] * self.probs  # (V^k, V): P(context, next)
-            new = joint.view(V, V ** (k - 1), V).sum(0).reshape(-1)  # drop the oldest symbol -> (V^k,)
-            if (new - pi).abs().sum() < tol:
-                return new / new.sum()
-            pi = new
-        raise RuntimeError(f"power iteration for the stationary distribution did not converge in {max_iter} "
-                           f"steps; the concentration {self.config.concentration} may be too small")
+            return joint.view(V, V ** (k - 1), V).sum(0).reshape(-1)  # drop the oldest symbol -> (V^k,)
+        try:
+            return stationary_by_power(step, V**k, tol=tol, max_iter=max_iter)
+        except ValueError as err:
+            raise RuntimeError(f"{err}; the concentration {self.config.concentration} may be too small") from None
 
     def context_transition_matrix(self) -> torch.Tensor:
         """The (V^k, V^k) transition matrix of the chain on contexts (for V^k <= 4096): s -> (s V + y) mod V^k."""

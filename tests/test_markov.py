@@ -144,3 +144,17 @@ def test_simulate_estimate_and_entropy_rate(S, seed):
 def test_estimate_handles_unvisited_states():
     P_hat = M.estimate_transition_matrix(torch.tensor([0, 1, 0, 1, 1]), 3)
     torch.testing.assert_close(P_hat, torch.tensor([[0, 1, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("S, seed", [(3, 0), (30, 1)])
+def test_the_one_stationary_solver_against_torch_eig(S, seed):
+    """Both methods, and the matrix-free power routine MarkovSource uses, against torch.linalg.eig of P^T."""
+    P = random_chain(S, seed, 0.3)
+    evals, evecs = torch.linalg.eig(P.T)
+    v = evecs[:, (evals - 1).abs().argmin()].real
+    ref = v / v.sum()                                   # the left Perron vector, from LAPACK
+    for pi in (M.stationary_distribution(P, "eig"), M.stationary_distribution(P, "power"),
+               M.stationary_by_power(lambda p: p @ P, S)):
+        torch.testing.assert_close(pi, ref, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="S must be a positive int"):
+        M.stationary_by_power(lambda p: p @ P, 0)
