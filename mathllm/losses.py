@@ -15,6 +15,8 @@ equals its ``torch.nn.functional`` counterpart (``reduction`` = ``"mean"``, ``"s
 References: Goodfellow, Bengio & Courville, *Deep Learning* (2016), sections 5.5 and 6.2;
 Huber (1964); Szegedy et al. (2016) for label smoothing.
 Leaves out: class weights, ``ignore_index``, and the sparse/ignored-target options of torch.
+KL divergence lives in :mod:`mathllm.probability` (``kl_divergence(p, q)``, distributions first);
+for a model's logits z and a target distribution q, KL(q || softmax(z)) is ``kl_divergence(q, softmax(z))``.
 
 Book: :doc:`/notebooks/01_tour` (softmax, cross-entropy) and :doc:`/notebooks/05_loss_functions`.
 """
@@ -25,7 +27,6 @@ from dataclasses import dataclass
 import torch
 
 from .checks import check_float_tensor, check_ids, check_positive, check_tensor
-from .probability import check_distribution
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -130,32 +131,39 @@ def naive_log_softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- classification
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of ``logits`` (N, V) against class ids ``targets`` (N,), in nats."""
-    _check_logits_targets(logits, targets)
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of ``logits`` (N, V) to ``targets``, in nats: the one definition in mathllm.
+
+    ``targets`` is either class ids (N,), an integer tensor, giving -log softmax(z)_y, or a target
+    *distribution* (N, V), a float tensor, giving H(q, p) = -sum_i q_i log p_i with p = softmax(z)
+    and 0 log 0 = 0; as ``F.cross_entropy`` takes both. The cross-entropy H(p, q) of two
+    distributions is ``cross_entropy(q.log(), p, "none")``: log q are logits whose softmax is q.
+    Returns a scalar, or (N,) for ``reduction="none"``.
+    """
+    check_tensor(logits, "logits")
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (N, V), got {tuple(logits.shape)}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    check_tensor(targets, "targets")
     logp = log_softmax(logits, dim=-1)  # (N, V)
-    return -logp.gather(1, targets.long().unsqueeze(1)).mean()
+    if targets.is_floating_point():     # a distribution per row
+        if targets.shape != logits.shape:
+            raise ValueError(f"target probabilities must have the shape of logits {tuple(logits.shape)}, "
+                             f"got {tuple(targets.shape)}")
+        _check_in_unit_interval(targets, "targets")
+        logp = torch.where(torch.isinf(logp) & (targets == 0), torch.zeros_like(logp), logp)  # 0 log 0 = 0
+        return _reduce(-(targets * logp).sum(dim=-1), reduction)
+    _check_logits_targets(logits, targets)
+    return _reduce(-logp.gather(1, targets.long().unsqueeze(1)).squeeze(1), reduction)
 
 
 def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Gradient of :func:`cross_entropy` with respect to ``logits``: (softmax(z) - onehot(y)) / N."""
-    cross_entropy(logits, targets)  # same checks
+    _check_logits_targets(logits, targets)  # class ids only: the gradient for a target distribution q is (p - q) / N
     N, V = logits.shape
     y = torch.zeros_like(logits).scatter_(1, targets.long().unsqueeze(1), 1.0)
     return (softmax(logits, dim=-1) - y) / N
-
-
-def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy H(q, p) = -sum_i q_i log p_i to a target *distribution* ``target_probs`` (N, V).
-
-    ``logits``: (N, V). Equals ``F.cross_entropy(logits, target_probs)`` with probability targets.
-    Returns a scalar, or (N,) for ``reduction="none"``.
-    """
-    _check_pair(logits, target_probs, reduction, ("logits", "target_probs"))
-    if logits.dim() != 2:
-        raise ValueError(f"logits must have shape (N, V), got {tuple(logits.shape)}")
-    _check_in_unit_interval(target_probs, "target_probs")
-    return _reduce(-(target_probs * log_softmax(logits, dim=-1)).sum(dim=-1), reduction)
 
 
 def smoothed_targets(targets: torch.Tensor, num_classes: int, smoothing: float,
@@ -185,20 +193,6 @@ def label_smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, sm
     nll = -logp.gather(1, targets.long().unsqueeze(1)).squeeze(1)  # (N,)
     uniform = -logp.mean(dim=-1)                                   # (N,) CE to the uniform distribution
     return _reduce((1.0 - smoothing) * nll + smoothing * uniform, reduction)
-
-
-def kl_divergence(logits: torch.Tensor, target_probs: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """KL(q || p) = sum_i q_i (log q_i - log p_i), p = softmax(``logits``), q = ``target_probs``, rows of (N, V).
-
-    The model's logits come first, as in ``F.kl_div(input, target)``: the *reverse* of
-    :func:`mathllm.probability.kl_divergence` ``(p, q)`` = KL(p || q), which takes two distributions.
-    ``target_probs`` must be a distribution (checked by :func:`mathllm.probability.check_distribution`).
-    ``reduction="mean"`` averages over the N rows (torch's ``reduction="batchmean"``); 0 log 0 = 0.
-    """
-    _check_pair(logits, target_probs, reduction, ("logits", "target_probs"))
-    check_distribution(target_probs, "target_probs")
-    q = target_probs
-    return _reduce((torch.special.xlogy(q, q) - q * log_softmax(logits, dim=-1)).sum(dim=-1), reduction)
 
 
 def binary_cross_entropy(probs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -11,8 +11,9 @@ What is here, in the chapter's order:
   exponential, Weibull: continuous, with a pdf; a pdf is a density, not a probability, and can
   exceed 1); the law of large numbers and the central limit theorem as small helpers;
 * Bayes' theorem and (conditional) mutual information of a joint table;
-* entropy H(p), cross-entropy H(p, q), KL(p || q) = H(p, q) - H(p), perplexity exp(H(p, q)),
-  nats/bits and bits per character (Shannon 1948; Cover & Thomas 2006, ch. 2);
+* entropy H(p), KL(p || q) = H(p, q) - H(p), perplexity exp(H(p, q)), nats/bits and bits per
+  character (Shannon 1948; Cover & Thomas 2006, ch. 2); the cross-entropy H(p, q) itself is
+  :func:`mathllm.losses.cross_entropy` (``cross_entropy(q.log(), p, "none")``), the one definition;
 * temperature, top-k and top-p (Holtzman et al. 2020) as maps from a distribution to a
   distribution, and inverse-CDF sampling.
 
@@ -86,22 +87,14 @@ def entropy(p: torch.Tensor, base: float | None = None) -> torch.Tensor:
     return -torch.special.xlogy(p, p).sum(-1) / _scale(base)
 
 
-def cross_entropy(p: torch.Tensor, q: torch.Tensor, base: float | None = None) -> torch.Tensor:
-    """H(p, q) = -sum_i p_i log q_i: the mean code length of ``p``'s outcomes coded for ``q``: (..., V) -> (...).
-
-    Infinite where q gives probability 0 to an outcome p can produce.
-    """
-    check_distribution(p, "p"), check_distribution(q, "q"), _check_same_shape(p, q)
-    return -torch.special.xlogy(p, q).sum(-1) / _scale(base)
-
-
 def kl_divergence(p: torch.Tensor, q: torch.Tensor, base: float | None = None) -> torch.Tensor:
     """KL(p || q) = sum_i p_i log(p_i / q_i) >= 0, zero only when p = q: (..., V) -> (...).
 
-    Computed directly (not as a difference), so ``cross_entropy(p, q) == entropy(p) + kl_divergence(p, q)``
-    is a check, not a tautology. Argument order: the reference distribution ``p`` first, as in the
-    notation KL(p || q). :func:`mathllm.losses.kl_divergence` ``(logits, target_probs)`` is the loss
-    form, model first as in ``F.kl_div``: it equals ``kl_divergence(target_probs, softmax(logits))``.
+    Computed directly (not as a difference), so H(p, q) = H(p) + KL(p || q), with H(p, q) from
+    :func:`mathllm.losses.cross_entropy` (the one cross-entropy), is a check, not a tautology.
+    Argument order: the reference distribution ``p`` first, as in the notation KL(p || q); note that
+    ``F.kl_div(input, target)`` takes the model's log-probabilities first and computes KL(target || input).
+    This is the only KL in mathllm: for logits z and targets q, KL(q || softmax(z)) is ``kl_divergence(q, softmax(z))``.
     """
     check_distribution(p, "p"), check_distribution(q, "q"), _check_same_shape(p, q)
     terms = torch.special.xlogy(p, p) - torch.special.xlogy(p, q)  # p log p - p log q, 0 where p = 0

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mathllm import losses as L
+from mathllm.probability import kl_divergence
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 SHAPES = [(7,), (4, 5), (2, 3, 4)]
@@ -132,25 +133,40 @@ def test_label_smoothing_matches_torch(smoothing, reduction):
     q = L.smoothed_targets(y, 9, smoothing, dtype=torch.float64)
     torch.testing.assert_close(q.sum(-1), torch.ones(6, dtype=torch.float64), **TOL)
     torch.testing.assert_close(L.label_smoothed_cross_entropy(z, y, smoothing, reduction),
-                               L.soft_cross_entropy(z, q, reduction), **TOL)
+                               L.cross_entropy(z, q, reduction), **TOL)
     # ... which is H(q) + KL(q || p)
     log_q = torch.where(q > 0, q.log(), torch.zeros_like(q))
     entropy = -(q * log_q).sum(-1)
-    torch.testing.assert_close(L.soft_cross_entropy(z, q, "none"), entropy + L.kl_divergence(z, q, "none"), **TOL)
+    torch.testing.assert_close(L.cross_entropy(z, q, "none"), entropy + kl_divergence(q, L.softmax(z)), **TOL)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_soft_cross_entropy_and_kl_match_torch(reduction):
+def test_cross_entropy_to_a_distribution_and_kl_match_torch(reduction):
+    """One cross_entropy for ids and for target distributions, as F.cross_entropy; the one KL
+    (mathllm.probability.kl_divergence, distributions first) against F.kl_div(log p, q) = KL(q || p)."""
     g = torch.Generator().manual_seed(9)
     z = torch.randn(5, 4, generator=g, dtype=torch.float64)
     q = torch.softmax(torch.randn(5, 4, generator=g, dtype=torch.float64), -1)
     q[0] = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)  # zeros: 0 log 0 = 0
-    assert_matches_torch(lambda a, b: L.soft_cross_entropy(a, b, reduction),
+    assert_matches_torch(lambda a, b: L.cross_entropy(a, b, reduction),
                          lambda a, b: F.cross_entropy(a, b, reduction=reduction), z, q)
-    torch_red = {"mean": "batchmean", "sum": "sum", "none": "none"}[reduction]
-    ref = F.kl_div(F.log_softmax(z, -1), q, reduction=torch_red)
-    ref = ref.sum(-1) if reduction == "none" else ref      # torch keeps (N, V) terms; ours sums each row
-    torch.testing.assert_close(L.kl_divergence(z, q, reduction), ref, **TOL)
+    y = torch.tensor([0, 3, 1, 1, 2])
+    assert_matches_torch(lambda a, b: L.cross_entropy(a, b, reduction),
+                         lambda a, b: F.cross_entropy(a, b, reduction=reduction), z, y)
+    ref = F.kl_div(F.log_softmax(z, -1), q, reduction="none").sum(-1)   # torch keeps (N, V) terms
+    torch.testing.assert_close(kl_divergence(q, L.softmax(z)), ref, **TOL)
+    torch.testing.assert_close(kl_divergence(q, L.softmax(z)).mean(),
+                               F.kl_div(F.log_softmax(z, -1), q, reduction="batchmean"), **TOL)
+
+
+def test_cross_entropy_of_two_distributions_through_log_q():
+    """H(p, q) = -sum p log q: pass log q as logits (softmax(log q) = q); zeros of q give -inf logits."""
+    p = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]], dtype=torch.float64)
+    q = torch.tensor([[0.25, 0.75, 0.0], [0.1, 0.6, 0.3]], dtype=torch.float64)
+    want = torch.tensor([-(0.5 * math.log(0.25) + 0.5 * math.log(0.75)),
+                         -(0.2 * math.log(0.1) + 0.3 * math.log(0.6) + 0.5 * math.log(0.3))], dtype=torch.float64)
+    torch.testing.assert_close(L.cross_entropy(q.log(), p, "none"), want, rtol=1e-12, atol=0)  # by hand
+    assert math.isinf(L.cross_entropy(torch.tensor([[0.0, -math.inf]]), torch.tensor([[0.5, 0.5]]), "none").item())
 
 
 def test_cross_entropy_known_answer():
@@ -224,8 +240,10 @@ def test_bad_inputs_name_expected_and_received():
         L.huber_loss(a, a, delta=-1.0)
     with pytest.raises(ValueError, match=r"smoothing must lie in \[0, 1\], got 1.5"):
         L.label_smoothed_cross_entropy(a, torch.tensor([0, 1, 2]), smoothing=1.5)
+    with pytest.raises(ValueError, match=r"target probabilities must have the shape of logits \(3, 4\), got \(3,\)"):
+        L.cross_entropy(a, torch.tensor([0.0, 1.0, 2.0]))        # float targets are a distribution per row
     with pytest.raises(TypeError, match="targets must be an integer tensor"):
-        L.cross_entropy(a, torch.tensor([0.0, 1.0, 2.0]))
+        L.cross_entropy_grad(a, torch.tensor([0.0, 1.0, 2.0]))
     with pytest.raises(TypeError, match="input must be a torch.Tensor, got list"):
         L.mse_loss([1.0], torch.zeros(1))
     with pytest.raises(ValueError, match="var must be > 0"):
@@ -271,11 +289,11 @@ def test_log_softmax_gradient_at_huge_logits_matches_torch():
 
 
 def test_kl_divergence_rejects_targets_that_are_not_distributions():
-    z = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match="target_probs must sum to 1"):
-        L.kl_divergence(z, torch.full((2, 3), 0.1))
-    with pytest.raises(ValueError, match="target_probs holds NaN"):
-        L.kl_divergence(z, torch.tensor([[float("nan"), 0.5, 0.5], [1.0, 0.0, 0.0]]))
+    p = L.softmax(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="p must sum to 1"):
+        kl_divergence(torch.full((2, 3), 0.1), p)
+    with pytest.raises(ValueError, match="p holds NaN"):
+        kl_divergence(torch.tensor([[float("nan"), 0.5, 0.5], [1.0, 0.0, 0.0]]), p)
 
 
 @pytest.mark.parametrize("delta", [float("nan"), float("inf"), -float("inf")])

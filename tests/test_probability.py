@@ -6,6 +6,7 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
+from mathllm import losses
 from mathllm import probability as P
 
 
@@ -36,9 +37,8 @@ def test_check_distribution_errors(bad, err, match):
 
 def test_shape_mismatch_and_bad_arguments():
     p, q = rand_dist(4), rand_dist(5)
-    for f in (P.cross_entropy, P.kl_divergence):
-        with pytest.raises(ValueError, match="same shape"):
-            f(p, q)
+    with pytest.raises(ValueError, match="same shape"):
+        P.kl_divergence(p, q)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         P.apply_temperature(p, 0.0)
     with pytest.raises(ValueError, match="positive int"):
@@ -85,8 +85,9 @@ def test_entropy_known_answers(V):
 @pytest.mark.parametrize("shape", [(5,), (4, 30), (3, 2, 100)])
 def test_cross_entropy_and_kl_against_torch(shape):
     p, q = rand_dist(*shape, seed=2), rand_dist(*shape, seed=3)
-    ce, kl, h = P.cross_entropy(p, q), P.kl_divergence(p, q), P.entropy(p)
-    # F.cross_entropy accepts class probabilities as targets: -sum p log softmax(logits)
+    kl, h = P.kl_divergence(p, q), P.entropy(p)
+    # the one cross-entropy (mathllm.losses) of two distributions: logits log q; F.cross_entropy likewise
+    ce = losses.cross_entropy(q.log().reshape(-1, shape[-1]), p.reshape(-1, shape[-1]), "none").reshape(shape[:-1])
     ref_ce = F.cross_entropy(q.log().reshape(-1, shape[-1]), p.reshape(-1, shape[-1]), reduction="none")
     torch.testing.assert_close(ce.reshape(-1), ref_ce, rtol=1e-12, atol=1e-12)
     ref_kl = torch.distributions.kl_divergence(torch.distributions.Categorical(probs=p),
@@ -102,7 +103,7 @@ def test_cross_entropy_and_kl_against_torch(shape):
 def test_kl_infinite_and_asymmetric():
     p = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64)
     q = torch.tensor([0.5, 0.0, 0.5], dtype=torch.float64)
-    assert math.isinf(P.kl_divergence(p, q).item()) and math.isinf(P.cross_entropy(p, q).item())
+    assert math.isinf(P.kl_divergence(p, q).item())
     r = torch.tensor([0.9, 0.1], dtype=torch.float64)
     s = torch.tensor([0.5, 0.5], dtype=torch.float64)
     assert P.kl_divergence(r, s).item() != pytest.approx(P.kl_divergence(s, r).item(), rel=1e-3)
@@ -132,7 +133,7 @@ def test_maximum_likelihood_is_minimum_cross_entropy():
     q = torch.softmax(z.detach(), -1)
     torch.testing.assert_close(q, p_hat, rtol=0, atol=1e-7)
     nll = -torch.log_softmax(z.detach(), -1)[ids].mean()
-    torch.testing.assert_close(nll, P.cross_entropy(p_hat, q), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(nll, losses.cross_entropy(q.log()[None], p_hat[None], "none")[0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(nll, P.entropy(p_hat), rtol=1e-9, atol=1e-12)
 
 
@@ -340,13 +341,13 @@ def test_binomial_generating_function_branch_is_the_finite_sum():
         assert sp.expand(explicit - closed.subs(n, nv)) == 0
 
 
-def test_the_two_kl_divergences_are_one_quantity_in_opposite_argument_orders():
-    """losses.kl_divergence(logits, q) = KL(q || softmax(logits)) = probability.kl_divergence(q, softmax(logits))."""
-    from mathllm import losses
-    g = torch.Generator().manual_seed(0)
+def test_kl_divergence_is_the_one_kl_and_matches_f_kl_div():
+    """F.kl_div(input=log p_model, target=q) = KL(q || p_model): our order is (reference, model)."""
+    g = torch.Generator().manual_seed(4)
     z = torch.randn(4, 6, generator=g, dtype=torch.float64)
-    q = torch.softmax(torch.randn(4, 6, generator=g, dtype=torch.float64), -1)
-    torch.testing.assert_close(losses.kl_divergence(z, q, reduction="none"), P.kl_divergence(q, torch.softmax(z, -1)),
-                               rtol=1e-12, atol=1e-12)  # float64: rounding only
-    with pytest.raises(ValueError, match="q must sum to 1"):
+    q = rand_dist(4, 6, seed=5, zeros=True)
+    torch.testing.assert_close(P.kl_divergence(q, torch.softmax(z, -1)),
+                               F.kl_div(F.log_softmax(z, -1), q, reduction="none").sum(-1), rtol=1e-10, atol=1e-12)
+    assert not hasattr(losses, "kl_divergence") and not hasattr(P, "cross_entropy")   # one definition each
+    with pytest.raises(ValueError, match="sum to 1"):
         P.kl_divergence(q, torch.full((4, 6), 0.5, dtype=torch.float64))
