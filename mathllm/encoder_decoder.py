@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from .attention import KVCache
 from .checks import check_ids, check_instance, check_positive, check_positive_int, check_shape
+from .embedding import LearnedPositionalEmbedding, TokenEmbedding
 from .generate import generate
 from .layers import MLPS, NORMS, Block, make_norm
 from .positional import sinusoidal_encoding
@@ -74,13 +75,18 @@ class EncoderDecoderConfig:
 
 
 class _Embedding(nn.Module):
-    """Token embedding plus learned or sinusoidal positions: (B, T) ids -> (B, T, C)."""
+    """Token embedding plus learned or sinusoidal positions: (B, T) ids -> (B, T, C).
+
+    The pieces are chapter 09's (:class:`~mathllm.embedding.TokenEmbedding`,
+    :class:`~mathllm.embedding.LearnedPositionalEmbedding`, :func:`~mathllm.positional.sinusoidal_encoding`),
+    as in :class:`mathllm.transformer.GPT`; this module only adds them and applies dropout.
+    """
 
     def __init__(self, vocab_size: int, block_size: int, config: EncoderDecoderConfig):
         super().__init__()
         self.vocab_size, self.block_size = vocab_size, block_size
-        self.token = nn.Embedding(vocab_size, config.n_embd)
-        self.position = nn.Embedding(block_size, config.n_embd) if config.positions == "learned" else None
+        self.token = TokenEmbedding(vocab_size, config.n_embd)
+        self.position = LearnedPositionalEmbedding(block_size, config.n_embd) if config.positions == "learned" else None
         if self.position is None:
             self.register_buffer("sinusoid", sinusoidal_encoding(block_size, config.n_embd), persistent=False)
         self.drop = nn.Dropout(config.dropout)
@@ -90,9 +96,9 @@ class _Embedding(nn.Module):
         if offset + T > self.block_size:
             raise ValueError(f"{name} reaches position {offset + T - 1}: longer than block size {self.block_size}")
         check_ids(idx, self.vocab_size, name=name)
-        pos = torch.arange(offset, offset + T, device=idx.device)  # (T,)
         x = self.token(idx)  # (B, T) -> (B, T, C)
-        return self.drop(x + (self.position(pos) if self.position is not None else self.sinusoid[pos]))
+        pe = self.position(T, offset) if self.position is not None else self.sinusoid[offset:offset + T]  # (T, C)
+        return self.drop(x + pe)
 
 
 class Encoder(nn.Module):

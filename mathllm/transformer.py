@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import KVCache
+from .embedding import LearnedPositionalEmbedding, TokenEmbedding
 from .checks import check_ids, check_instance, check_positive_int, check_shape, check_tensor
 from .generate import generate
 from .layers import MLPS, NORMS, Block, FeedForward, make_norm, mlp_hidden
@@ -168,7 +169,7 @@ def gpt2_init_(module: nn.Module, n_residual: int) -> None:
     check_instance(module, nn.Module, "module")
     check_positive_int(n_residual, "n_residual")
     for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Embedding)):
+        if isinstance(m, (nn.Linear, nn.Embedding, LearnedPositionalEmbedding)):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
@@ -186,7 +187,7 @@ def xavier_init_(module: nn.Module) -> None:
     """
     check_instance(module, nn.Module, "module")
     for m in module.modules():
-        if isinstance(m, nn.Embedding):
+        if isinstance(m, (nn.Embedding, LearnedPositionalEmbedding)):
             nn.init.normal_(m.weight, mean=0.0, std=m.weight.shape[1] ** -0.5)
     for m in module.modules():  # after the embeddings: a tied head keeps the embedding's values
         if isinstance(m, nn.Linear) and not any(m.weight is e.weight for e in module.modules()
@@ -214,8 +215,9 @@ class GPT(nn.Module):
         super().__init__()
         check_instance(config, GPTConfig, "config")
         self.config = c = config
-        self.token_embedding = nn.Embedding(c.vocab_size, c.n_embd)
-        self.position_embedding = nn.Embedding(c.block_size, c.n_embd) if c.positions == "learned" else None
+        # the embeddings of chapter 09: the lookup E[idx] and a learned table of positions
+        self.token_embedding = TokenEmbedding(c.vocab_size, c.n_embd)
+        self.position_embedding = LearnedPositionalEmbedding(c.block_size, c.n_embd) if c.positions == "learned" else None
         if c.positions == "sinusoidal":
             self.register_buffer("sinusoid", sinusoidal_encoding(c.block_size, c.n_embd), persistent=False)
         rope = RoPE(c.n_embd // c.n_head, max_len=c.block_size, base=c.rope_theta) if c.positions == "rope" else None
@@ -295,7 +297,7 @@ class GPT(nn.Module):
         T = idx.shape[1]
         x = self.token_embedding(idx)  # (B, T) -> (B, T, C)
         if self.position_embedding is not None:
-            x = x + self.position_embedding(torch.arange(offset, offset + T, device=idx.device))  # + (T, C)
+            x = x + self.position_embedding(T, offset)  # + (T, C): rows offset .. offset + T - 1
         elif self.config.positions == "sinusoidal":
             x = x + self.sinusoid[offset:offset + T]  # + (T, C)
         return self.drop(x)

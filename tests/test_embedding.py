@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mathllm.embedding import LearnedPositionalEmbedding, embed, one_hot
+from mathllm.embedding import LearnedPositionalEmbedding, TokenEmbedding, embed, one_hot
 
 D = dict(dtype=torch.float64)
 
@@ -17,7 +17,7 @@ def test_one_hot_product_equals_lookup_and_nn_embedding(shape, V, C):
     torch.testing.assert_close(X.sum(-1), torch.ones(shape, **D))
     torch.testing.assert_close(X, F.one_hot(ids, V).double())
     torch.testing.assert_close(embed(ids, W), X @ W, rtol=0, atol=0)
-    torch.testing.assert_close(embed(ids, W), F.embedding(ids, W), rtol=0, atol=0)
+    torch.testing.assert_close(embed(ids, W), W[ids], rtol=0, atol=0)  # row ids[...] of the table
 
 
 def test_lookup_gradient_is_one_hot_transpose_times_upstream():
@@ -76,3 +76,53 @@ def test_learned_positions_init_and_errors():
         LearnedPositionalEmbedding(8, 4.0)
     with pytest.raises(ValueError, match="std must be a finite number > 0, got nan"):
         LearnedPositionalEmbedding(8, 4, std=float("nan"))
+
+
+def test_token_embedding_is_embed_as_a_module():
+    """TokenEmbedding is an nn.Embedding (same init, same key) whose forward is embed: equal to
+    torch's nn.Embedding with the same weights, values and gradients, and checked like embed."""
+    torch.manual_seed(0)
+    ours = TokenEmbedding(11, 4)
+    torch.manual_seed(0)
+    ref = torch.nn.Embedding(11, 4)
+    torch.testing.assert_close(ours.weight, ref.weight, rtol=0, atol=0)  # the same draw
+    ids = torch.tensor([[1, 3, 3, 10], [0, 1, 3, 2]])
+    dY = torch.randn(2, 4, 4)
+    ours(ids).backward(dY)
+    ref(ids).backward(dY)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=0, atol=0)
+    assert list(ours.state_dict()) == ["weight"]
+    with pytest.raises(ValueError, match=r"ids holds token id 11, outside the vocabulary \[0, 11\)"):
+        ours(torch.tensor([11]))
+    with pytest.raises(ValueError, match="vocab_size must be a positive int, got 0"):
+        TokenEmbedding(0, 4)
+
+
+def test_embed_gradient_is_deterministic_with_threads():
+    """The lookup's backward sums a repeated token's rows in a fixed order: the same bits on every run.
+    (Indexing's backward, W[ids], uses atomic adds on a multi-threaded CPU and varies in the last bits.)"""
+    W = torch.randn(7, 64, requires_grad=True)
+    ids = torch.randint(0, 7, (20000,), generator=torch.Generator().manual_seed(1))
+    dY = torch.randn(20000, 64, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for _ in range(3):
+        W.grad = None
+        embed(ids, W).backward(dY)
+        grads.append(W.grad.clone())
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
+def test_learned_positions_at_explicit_positions():
+    """forward(positions) with an integer tensor (...) gives rows (..., C), as nn.Embedding; explicit
+    positions per sequence (left padding)."""
+    torch.manual_seed(0)
+    pos = LearnedPositionalEmbedding(8, 6)
+    p = torch.tensor([[0, 0, 1, 2], [4, 5, 6, 7]])
+    torch.testing.assert_close(pos(p), pos.weight[p], rtol=0, atol=0)
+    torch.testing.assert_close(pos(torch.arange(3, 7)), pos(4, 3), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"positions must be in \[0, 8\).*got 0..8"):
+        pos(torch.tensor([0, 8]))
+    with pytest.raises(TypeError, match="positions must be an integer tensor, got dtype float32"):
+        pos(torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="either positions or T and offset"):
+        pos(torch.tensor([0, 1]), 2)

@@ -124,3 +124,20 @@ def test_stacks_and_accuracy_refuse_what_is_not_a_config_or_model():
     with pytest.raises(TypeError, match="model must be an EncoderDecoder, got Tensor"):
         sequence_accuracy(src.float(), src, targets)
     assert 0.0 <= sequence_accuracy(_model(), src, targets) <= 1.0
+
+
+def test_both_stacks_embed_with_the_chapter_09_functions(monkeypatch):
+    """Issue 14: the encoder-decoder's embeddings are chapter 09's (a spy on mathllm.embedding.embed sees
+    the source and the target), with the state-dict keys of before."""
+    import mathllm.embedding as E
+    from mathllm.embedding import LearnedPositionalEmbedding, TokenEmbedding
+    calls = []
+    real = E.embed
+    monkeypatch.setattr(E, "embed", lambda ids, weight: calls.append(ids) or real(ids, weight))
+    m = _model()
+    assert isinstance(m.encoder.embed.token, TokenEmbedding)
+    assert isinstance(m.decoder.embed.position, LearnedPositionalEmbedding)
+    src, tgt_in, _ = seq2seq_batch("reverse", 2, 5, 10, generator=torch.Generator().manual_seed(0))
+    m(src, tgt_in)
+    assert len(calls) == 2 and calls[0] is src and calls[1] is tgt_in
+    assert {"encoder.embed.token.weight", "encoder.embed.position.weight", "decoder.embed.token.weight"} <= set(m.state_dict())

@@ -275,3 +275,31 @@ def test_formulas_and_inits_refuse_what_is_not_a_config_or_module():
     with pytest.raises(TypeError, match="module must be a Module, got NoneType"):
         xavier_init_(None)
     assert param_count(model.config) == sum(p.numel() for p in model.parameters())  # the valid call still works
+
+
+# ---------------------------------------------------------------------------- issue 14: one definition
+def test_gpt_embeds_with_the_chapter_09_functions(monkeypatch):
+    """GPT's input is chapter 09's lookup (mathllm.embedding.embed, called through TokenEmbedding) plus
+    rows of its LearnedPositionalEmbedding: a spy sees the call, and the first block's input equals
+    E[idx] + P[0..T-1] computed by hand with plain indexing."""
+    import mathllm.embedding as E
+    from mathllm.embedding import LearnedPositionalEmbedding, TokenEmbedding
+    calls = []
+    real = E.embed
+
+    def spy(ids, weight):
+        calls.append((ids, weight))
+        return real(ids, weight)
+
+    monkeypatch.setattr(E, "embed", spy)
+    torch.manual_seed(0)
+    m = GPT(_tiny()).eval()
+    assert isinstance(m.token_embedding, TokenEmbedding) and isinstance(m.position_embedding, LearnedPositionalEmbedding)
+    idx = torch.randint(0, 65, (2, 9))
+    seen = []
+    m.blocks[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    m(idx)
+    assert len(calls) == 1 and calls[0][0] is idx and calls[0][1] is m.token_embedding.weight
+    x0 = m.token_embedding.weight[idx] + m.position_embedding.weight[:9]  # (B, T, C)
+    torch.testing.assert_close(seen[0], x0, rtol=0, atol=0)
+    assert list(m.state_dict())[:2] == ["token_embedding.weight", "position_embedding.weight"]  # keys unchanged
