@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_float_tensor, check_positive_int, check_tensor
+from .checks import check_float_tensor, check_positive, check_positive_int, check_tensor
 from .positional import RoPE
 
 IMPLS = ("manual", "sdpa")
@@ -83,19 +83,27 @@ def _check_qkv(q, k, v) -> None:
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                                 mask: torch.Tensor | None = None, impl: str = "manual") -> torch.Tensor:
+                                 mask: torch.Tensor | None = None, impl: str = "manual",
+                                 dropout_p: float = 0.0) -> torch.Tensor:
     """Attention of queries ``q`` (..., T, hs) over keys ``k`` (..., S, hs) and values ``v`` (..., S, hv).
 
-    ``mask``: boolean, broadcastable to (..., T, S), True = may attend. Returns (..., T, hv).
+    Any leading dimensions ``...``, such as (B, nh). ``mask``: boolean, broadcastable to (..., T, S),
+    True = may attend. ``dropout_p``: dropout on the attention weights (training only), as in
+    ``F.scaled_dot_product_attention``. Returns (..., T, hv).
     """
     _check_qkv(q, k, v)
     if mask is not None:
         _check_mask(mask)
     _check_impl(impl)
+    check_positive(dropout_p, "dropout_p", allow_zero=True)
+    if dropout_p >= 1:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     if impl == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     att = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T, hs) x (..., hs, S) -> (..., T, S)
     att = masked_softmax(att, mask)  # masked keys get weight exp(-inf) = 0
+    if dropout_p > 0:
+        att = F.dropout(att, dropout_p)  # drop weights, scale the rest by 1 / (1 - p)
     return att @ v  # (..., T, S) x (..., S, hv) -> (..., T, hv)
 
 
@@ -135,7 +143,7 @@ def attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: 
 
 # ---------------------------------------------------------------------------- many heads
 class KVCache:
-    """Keys and values of the positions seen so far, shape (B, nh, S, hs), growing along S.
+    """Keys and values of the positions seen so far, shape (B, nh, S, hs) (or any (..., nh, S, hs)), growing along S.
 
     Self-attention appends the new positions' k, v at each step of generation. Cross-attention
     stores the projected encoder output once and reuses it at every later step.
@@ -155,7 +163,7 @@ class KVCache:
         if self.k is None:
             self.k, self.v = k, v
         else:
-            if k.shape[:2] != self.k.shape[:2] or k.shape[-1] != self.k.shape[-1]:
+            if k.shape[:-2] != self.k.shape[:-2] or k.shape[-1] != self.k.shape[-1]:
                 raise ValueError(f"cannot append k of shape {tuple(k.shape)} to a cache of shape {tuple(self.k.shape)}")
             self.k = torch.cat([self.k, k], dim=-2)  # (B, nh, S, hs) + (B, nh, T, hs) -> (B, nh, S+T, hs)
             self.v = torch.cat([self.v, v], dim=-2)
@@ -177,7 +185,8 @@ class MultiHeadAttention(nn.Module):
     one matmul for self-attention) and ``proj`` maps C -> C. Heads are a reshape of the channels
     C = nh * hs, not a loop. ``causal=True`` masks future positions in self-attention.
     ``rope`` rotates queries and keys (self-attention only). ``impl`` as in
-    :func:`scaled_dot_product_attention`.
+    :func:`scaled_dot_product_attention`, which computes the attention itself (the fused
+    ``is_causal`` kernel serves the unmasked case, nanoGPT's training path).
     """
 
     def __init__(self, n_embd: int, n_head: int, *, causal: bool = False, dropout: float = 0.0,
@@ -195,40 +204,53 @@ class MultiHeadAttention(nn.Module):
         self.n_embd, self.n_head, self.causal, self.dropout, self.impl = n_embd, n_head, causal, dropout, impl
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # rows: [W_q; W_k; W_v], each (C, C)
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
-        self.attn_dropout = nn.Dropout(dropout)
         self.resid_dropout = nn.Dropout(dropout)
         self.rope = rope
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        B, L, C = x.shape
-        return x.view(B, L, self.n_head, C // self.n_head).transpose(1, 2)  # (B, L, C) -> (B, nh, L, hs)
+        *lead, L, C = x.shape
+        return x.view(*lead, L, self.n_head, C // self.n_head).transpose(-3, -2)  # (..., L, C) -> (..., nh, L, hs)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, kv_cache: KVCache | None = None) -> torch.Tensor:
-        """x (B, T, C); context (B, S, C) or None; mask bool broadcastable to (B, nh, T, S). Returns (B, T, C)."""
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """x (..., T, C), any leading dimensions such as (B,); context (..., S, C) or None; mask bool
+        broadcastable to (..., nh, T, S). Returns (..., T, C).
+
+        ``positions``: an integer tensor (T,) or (..., T), the position of each token for ``rope``
+        (Hugging Face's ``position_ids``: packed sequences, left padding); by default token t sits at
+        ``past + t``, past the length of ``kv_cache``. The causal mask follows the order of the tokens.
+        """
         check_tensor(x, "x")
-        if x.dim() != 3 or x.shape[-1] != self.n_embd:
-            raise ValueError(f"x must have shape (B, T, C) with C={self.n_embd}, got {tuple(x.shape)}")
-        B, T, C = x.shape
+        if x.dim() < 2 or x.shape[-1] != self.n_embd:
+            raise ValueError(f"x must have shape (..., T, C) with C={self.n_embd}, got {tuple(x.shape)}")
+        *lead, T, C = x.shape
         past = 0 if kv_cache is None else kv_cache.length
+        if positions is not None and (self.rope is None or context is not None):
+            raise ValueError("positions rotate queries and keys: they need self-attention with rope, "
+                             f"got rope={self.rope is not None}, context given: {context is not None}")
         if context is None:  # self-attention: one fused projection
-            q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) x (C, 3C) -> (B, T, 3C) -> 3 x (B, T, C)
-            q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, nh, T, hs) each
-            if self.rope is not None:  # rotate by absolute position: query t sits at past + t
+            q, k, v = self.qkv(x).split(C, dim=-1)  # (..., T, C) x (C, 3C) -> (..., T, 3C) -> 3 x (..., T, C)
+            q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (..., nh, T, hs) each
+            if self.rope is not None and positions is None:  # rotate by absolute position: query t sits at past + t
                 q, k = self.rope(q, offset=past), self.rope(k, offset=past)
+            elif self.rope is not None:  # (T,) or (..., T) -> (..., 1, T): the same positions for every head
+                check_tensor(positions, "positions")
+                pos = positions if positions.dim() <= 1 else positions.unsqueeze(-2)
+                q, k = self.rope(q, positions=pos), self.rope(k, positions=pos)
             if kv_cache is not None:
-                k, v = kv_cache.append(k, v)  # (B, nh, past + T, hs) each
+                k, v = kv_cache.append(k, v)  # (..., nh, past + T, hs) each
         else:  # cross-attention: queries from x, keys and values from context
             w, b = self.qkv.weight, self.qkv.bias  # (3C, C), (3C,)
-            q = self._heads(F.linear(x, w[:C], None if b is None else b[:C]))  # (B, T, C) -> (B, nh, T, hs)
+            q = self._heads(F.linear(x, w[:C], None if b is None else b[:C]))  # (..., T, C) -> (..., nh, T, hs)
             if kv_cache is not None and past > 0:  # the encoder output does not change: reuse its k, v
                 k, v = kv_cache.k, kv_cache.v
             else:
                 check_tensor(context, "context")
-                if context.dim() != 3 or context.shape[0] != B or context.shape[-1] != C:
-                    raise ValueError(f"context must have shape (B, S, C) = ({B}, S, {C}), got {tuple(context.shape)}")
-                kv = F.linear(context, w[C:], None if b is None else b[C:])  # (B, S, C) x (C, 2C) -> (B, S, 2C)
-                k, v = self._heads(kv[..., :C]), self._heads(kv[..., C:])  # (B, nh, S, hs) each
+                if context.dim() != x.dim() or context.shape[:-2] != x.shape[:-2] or context.shape[-1] != C:
+                    raise ValueError(f"context must have shape (..., S, C) = ({', '.join(map(str, lead + ['S', C]))}), "
+                                     f"got {tuple(context.shape)}")
+                kv = F.linear(context, w[C:], None if b is None else b[C:])  # (..., S, C) x (C, 2C) -> (..., S, 2C)
+                k, v = self._heads(kv[..., :C]), self._heads(kv[..., C:])  # (..., nh, S, hs) each
                 if kv_cache is not None:
                     kv_cache.append(k, v)
         S = k.shape[-2]
@@ -238,19 +260,14 @@ class MultiHeadAttention(nn.Module):
         causal = self.causal and context is None
         if self.impl == "sdpa" and mask is None and (not causal or past == 0):
             # the training fast path: no explicit mask, so the fused (flash) kernel can run
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=causal)  # (B, nh, T, hs)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=causal)  # (..., nh, T, hs)
         else:
             if causal:  # query t (at position past + t) may attend to keys 0 .. past + t
                 cm = causal_mask(T, S, device=x.device)  # (T, S)
                 mask = cm if mask is None else mask & cm
-            if self.impl == "sdpa":
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hs)
-            else:
-                att = q @ k.transpose(-2, -1) / math.sqrt(k.shape[-1])  # (B, nh, T, hs) x (B, nh, hs, S) -> (B, nh, T, S)
-                att = self.attn_dropout(masked_softmax(att, mask))
-                y = att @ v  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, C)
-        return self.resid_dropout(self.proj(y))  # (B, T, C) x (C, C) -> (B, T, C)
+            y = scaled_dot_product_attention(q, k, v, mask, impl=self.impl, dropout_p=p)  # (..., nh, T, hs)
+        y = y.transpose(-3, -2).reshape(*lead, T, C)  # (..., nh, T, hs) -> (..., T, nh, hs) -> (..., T, C)
+        return self.resid_dropout(self.proj(y))  # (..., T, C) x (C, C) -> (..., T, C)
 
     def extra_repr(self) -> str:
         return f"n_embd={self.n_embd}, n_head={self.n_head}, causal={self.causal}, impl={self.impl!r}"

@@ -206,8 +206,8 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) -> (B, T, C), each position independently."""
-        h = self.fc(x)  # (B, T, C) -> (B, T, H)
+        """(..., T, C) -> (..., T, C), each position independently."""
+        h = self.fc(x)  # (..., T, C) -> (..., T, H)
         if self.kind == "relu":
             h = F.relu(h)
         elif self.kind == "gelu":
@@ -216,7 +216,7 @@ class FeedForward(nn.Module):
             h = F.gelu(h, approximate="tanh")  # GPT-2's approximation of x * Phi(x)
         else:
             h = F.silu(self.gate(x)) * h  # SwiGLU: silu(x W_gate) * (x W_fc)
-        return self.dropout(self.proj(h))  # (B, T, H) -> (B, T, C)
+        return self.dropout(self.proj(h))  # (..., T, H) -> (..., T, C)
 
 
 # ---------------------------------------------------------------------------- the block
@@ -249,22 +249,24 @@ class Block(nn.Module):
         self.mlp = FeedForward(n_embd, kind=mlp, bias=bias, dropout=dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                kv_cache=None, cross_cache=None) -> torch.Tensor:
-        """``x`` (B, T, C), ``context`` (B, S, C) for cross-attention -> (B, T, C).
+                kv_cache=None, cross_cache=None, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, T, C) or any (..., T, C), ``context`` (..., S, C) for cross-attention -> (..., T, C).
 
         ``mask`` (boolean, True = may attend) applies to self-attention. During generation
         ``kv_cache`` and ``cross_cache`` are this layer's :class:`~mathllm.attention.KVCache` for
-        self-attention and for cross-attention (which keeps the projected ``context``).
+        self-attention and for cross-attention (which keeps the projected ``context``). ``positions``
+        (T,) or (..., T) places the tokens for a rotary self-attention (see
+        :meth:`~mathllm.attention.MultiHeadAttention.forward`).
         """
         if (context is None) != (self.cross is None):
             raise ValueError("a block with cross-attention needs context (B, S, C) and one without takes none; "
                              f"cross_attention={self.cross is not None}, context given: {context is not None}")
         if self.prenorm:
-            x = x + self.attn(self.norm_attn(x), mask=mask, kv_cache=kv_cache)
+            x = x + self.attn(self.norm_attn(x), mask=mask, kv_cache=kv_cache, positions=positions)
             if self.cross is not None:
                 x = x + self.cross(self.norm_cross(x), context=context, kv_cache=cross_cache)
             return x + self.mlp(self.norm_mlp(x))
-        x = self.norm_attn(x + self.attn(x, mask=mask, kv_cache=kv_cache))
+        x = self.norm_attn(x + self.attn(x, mask=mask, kv_cache=kv_cache, positions=positions))
         if self.cross is not None:
             x = self.norm_cross(x + self.cross(x, context=context, kv_cache=cross_cache))
         return self.norm_mlp(x + self.mlp(x))

@@ -353,3 +353,127 @@ def test_causal_mask_with_fewer_keys_than_queries_is_refused():
         causal_mask(5, 3)
     with pytest.raises(ValueError, match="T must be a positive int"):
         causal_mask(0)
+
+
+# ---------------------------------------------------------------------------- issue 17: leading dimensions, positions
+def _reference_mha(m: MultiHeadAttention, x, mask=None, causal=False, rotate=None):
+    """Multi-head attention written with torch only: F.linear, a reshape to heads, an optional
+    rotation of q and k, F.scaled_dot_product_attention, the merge and the output projection."""
+    *lead, T, C = x.shape
+    nh, hs = m.n_head, C // m.n_head
+    q, k, v = F.linear(x, m.qkv.weight, m.qkv.bias).split(C, dim=-1)
+    q, k, v = (t.reshape(*lead, T, nh, hs).movedim(-2, -3) for t in (q, k, v))  # (..., nh, T, hs)
+    if rotate is not None:
+        q, k = rotate(q), rotate(k)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+    return F.linear(y.movedim(-3, -2).reshape(*lead, T, C), m.proj.weight, m.proj.bias)
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+@pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_mha_takes_any_leading_dimensions(impl, lead, masked):
+    """x (..., T, C) against torch's attention on the same leading dimensions; float64, so only the
+    order of additions differs (1e-12). The mask (a per-key padding pattern) forces the explicit path."""
+    torch.manual_seed(0)
+    m = MultiHeadAttention(24, 3, causal=True, impl=impl).double()
+    x = torch.randn(*lead, 6, 24, **D)
+    mask = None
+    if masked:
+        mask = torch.rand(*lead, 1, 6, 6, generator=torch.Generator().manual_seed(1)) > 0.3  # (..., 1, T, S)
+        mask |= torch.eye(6, dtype=torch.bool)  # every query keeps one key
+    ref_mask = None if mask is None else mask & causal_mask(6)
+    y = m(x, mask=mask)
+    assert y.shape == x.shape
+    torch.testing.assert_close(y, _reference_mha(m, x, ref_mask, causal=True), rtol=1e-12, atol=1e-12)
+
+
+def _literal_rotation(positions, base=10000.0):
+    """Rotate pairs (2i, 2i+1) of the last dimension by m theta_i, theta_i = base^(-2i/hs), m from
+    ``positions`` (..., T): a float64 reference written from RoFormer's eq. 34, not from RoPE."""
+    def rotate(x):  # (..., nh, T, hs)
+        hs = x.shape[-1]
+        theta = base ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)  # (hs/2,)
+        pos = positions.double()
+        angle = (pos if pos.dim() == 1 else pos.unsqueeze(-2))[..., None] * theta  # (..., 1|nh, T, hs/2)
+        c, s = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+        a, b = x[..., 0::2], x[..., 1::2]
+        return torch.stack([a * c - b * s, a * s + b * c], dim=-1).flatten(-2)
+    return rotate
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_mha_with_explicit_positions_matches_a_literal_rotation(impl):
+    """``positions`` (B, T) or (T,), as Hugging Face's position_ids: q and k rotated by m theta_i for the
+    given m, then torch's attention. RoPE keeps cos and sin in float32: rows agree to about 1e-6."""
+    torch.manual_seed(0)
+    m = MultiHeadAttention(32, 4, causal=True, impl=impl, rope=RoPE(8, 64)).double()
+    x = torch.randn(2, 5, 32, **D)
+    positions = torch.tensor([[0, 0, 1, 2, 3], [17, 18, 19, 40, 63]])  # left padding; a packed jump
+    y = m(x, positions=positions)
+    ref = _reference_mha(m, x, causal=True, rotate=_literal_rotation(positions))
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-6)
+    one = torch.tensor([4, 5, 6, 7, 8])  # (T,): the same positions for every sequence
+    torch.testing.assert_close(m(x, positions=one), _reference_mha(m, x, causal=True, rotate=_literal_rotation(one)),
+                               rtol=1e-5, atol=1e-6)
+    # the default is unchanged: token t at position t, bit for bit
+    torch.testing.assert_close(m(x), m(x, positions=torch.arange(5)), rtol=0, atol=0)
+    x4 = torch.randn(2, 3, 5, 32, **D)  # (B, beams, T, C) with positions (B, beams, T)
+    pos4 = torch.randint(0, 64, (2, 3, 5), generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(m(x4, positions=pos4),
+                               _reference_mha(m, x4, causal=True, rotate=_literal_rotation(pos4)), rtol=1e-5, atol=1e-6)
+
+
+def test_positions_need_rotary_self_attention():
+    m = MultiHeadAttention(16, 2, causal=True)
+    with pytest.raises(ValueError, match="positions rotate queries and keys: they need self-attention with rope"):
+        m(torch.randn(1, 4, 16), positions=torch.arange(4))
+    r = MultiHeadAttention(16, 2, causal=True, rope=RoPE(8, 8))
+    with pytest.raises(ValueError, match=r"positions must be in \[0, 8\)"):
+        r(torch.randn(1, 4, 16), positions=torch.tensor([0, 1, 2, 8]))
+    with pytest.raises(TypeError, match="positions must be a torch.Tensor, got list"):
+        r(torch.randn(1, 4, 16), positions=[0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("lead", [(), (2,), (2, 3, 2)])
+def test_sdpa_takes_any_leading_dimensions_and_dropout(lead):
+    """The per-head function on (..., nh, T, hs) equals torch's; dropout_p=0 changes nothing and an
+    invalid dropout_p is refused."""
+    q, k, v = qkv(*lead, 4, 5, 8, S=6, seed=2)
+    mask = causal_mask(5, 6)
+    for impl in ("manual", "sdpa"):
+        torch.testing.assert_close(scaled_dot_product_attention(q, k, v, mask, impl=impl, dropout_p=0.0),
+                                   F.scaled_dot_product_attention(q, k, v, attn_mask=mask), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"dropout_p must be in \[0, 1\), got 1.0"):
+        scaled_dot_product_attention(q, k, v, dropout_p=1.0)
+
+
+def test_manual_dropout_keeps_the_expected_output():
+    """Inverted dropout on the weights: E[dropout(P)] = P, so the mean of N draws approaches P V. Each
+    entry's error has standard deviation sigma = sqrt(p / (1 - p) / N * sum_j P_j^2 V_j^2) (independent
+    Bernoulli masks); 6 sigma bounds all 20 entries for any draw but with probability about 1e-8."""
+    q, k, v = qkv(5, 4, seed=4)
+    N, p = 4000, 0.5
+    torch.manual_seed(0)
+    mean = torch.stack([scaled_dot_product_attention(q, k, v, dropout_p=p) for _ in range(N)]).mean(0)
+    P = torch.softmax(q @ k.T / 2.0, dim=-1)  # (T, S), hs = 4
+    sigma = (p / (1 - p) / N * (P ** 2) @ (v ** 2)).sqrt()  # (T, S) x (S, hv) -> (T, hv)
+    assert ((mean - P @ v).abs() <= 6 * sigma).all()
+
+
+# ---------------------------------------------------------------------------- issue 14: one definition
+@pytest.mark.parametrize("impl,masked", [("manual", False), ("manual", True), ("sdpa", True)])
+def test_mha_runs_the_chapter_attention_function(monkeypatch, impl, masked):
+    """The readable path (and every masked call) of MultiHeadAttention is scaled_dot_product_attention of
+    this module, not a second copy of the formula: a spy sees each call, with the heads' q, k, v."""
+    calls = []
+    real = A.scaled_dot_product_attention
+
+    def spy(q, k, v, mask=None, **kw):
+        calls.append((q.shape, kw.get("impl")))
+        return real(q, k, v, mask, **kw)
+
+    monkeypatch.setattr(A, "scaled_dot_product_attention", spy)
+    m = MultiHeadAttention(16, 2, causal=True, impl=impl)
+    m(torch.randn(3, 5, 16), mask=torch.ones(5, 5, dtype=torch.bool) if masked else None)
+    assert calls == [((3, 2, 5, 8), impl)]

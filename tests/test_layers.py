@@ -222,3 +222,22 @@ def test_norms_in_half_precision_match_torch(dtype, std):
     y = rms_norm(x, w)
     assert y.dtype == dtype and y.abs().amax() > 0.5
     torch.testing.assert_close(y, F.rms_norm(x, (64,), w, 1e-6), **HALF_TOL[dtype])
+
+
+@pytest.mark.parametrize("prenorm", [True, False])
+def test_block_takes_leading_dimensions_and_positions(prenorm):
+    """Issue 17: a block on x (..., T, C) equals the block on each (T, C) slice (float64: the same
+    arithmetic, 1e-12), and ``positions`` reach its rotary attention: positions 0..T-1 are the default."""
+    from mathllm.positional import RoPE
+    torch.manual_seed(0)
+    block = Block(16, 2, causal=True, prenorm=prenorm, rope=RoPE(8, 32)).double().eval()
+    x = torch.randn(2, 3, 5, 16, dtype=torch.float64)
+    y = block(x)
+    for i in range(2):
+        for j in range(3):
+            torch.testing.assert_close(y[i, j], block(x[i, j]), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(block(x, positions=torch.arange(5)), y, rtol=0, atol=0)
+    # RoPE is relative: shifting every position changes nothing but rounding (cos, sin kept in float32) ...
+    torch.testing.assert_close(block(x, positions=torch.arange(10, 15)), y, rtol=1e-5, atol=1e-5)
+    # ... while other gaps between positions change the scores
+    assert (block(x, positions=torch.tensor([0, 0, 1, 2, 3])) - y).abs().max() > 1e-3
