@@ -117,17 +117,23 @@ def orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None
     return rows.reshape(n * d, d)[:m]  # (m, d)
 
 
-def favor_features(x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+def favor_features(x: torch.Tensor, omega: torch.Tensor, shift_dims: tuple[int, ...] | None = None) -> torch.Tensor:
     """Positive random features ``phi(x) = exp(omega x - ||x||^2 / 2) / sqrt(m)``: x (..., L, d) -> (..., L, m).
 
-    For omega ~ N(0, I): ``E[phi(x)^T phi(y)] = exp(x^T y)``, the softmax kernel.
+    For omega ~ N(0, I): ``E[phi(x)^T phi(y)] = exp(x^T y)``, the softmax kernel. ``shift_dims``:
+    subtract the largest exponent over these dimensions first, so exp cannot overflow; this divides
+    phi by one positive factor per slice over ``shift_dims``, which cancels in the ratio of
+    :func:`performer_attention`.
     """
     check_float_tensor(x, "x"), check_float_tensor(omega, "omega")
     if x.dim() < 1 or omega.dim() != 2 or omega.shape[1] != x.shape[-1]:
         raise ValueError(f"x must be (..., L, d) and omega (m, d), got {tuple(x.shape)} and {tuple(omega.shape)}")
     m = omega.shape[0]
     proj = x @ omega.to(x.dtype).T  # (..., L, d) x (d, m) -> (..., L, m)
-    return torch.exp(proj - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(m)
+    log_phi = proj - (x * x).sum(-1, keepdim=True) / 2  # (..., L, m): log(phi sqrt(m))
+    if shift_dims is not None:
+        log_phi = log_phi - log_phi.amax(shift_dims, keepdim=True)
+    return torch.exp(log_phi) / math.sqrt(m)
 
 
 def performer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, omega: torch.Tensor,
@@ -145,11 +151,8 @@ def performer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, omega
         raise ValueError(f"causal performer attention needs T = S, got T={q.shape[-2]}, S={k.shape[-2]}")
     scale = q.shape[-1] ** -0.25  # q k^T / sqrt(hs) = (q scale)(k scale)^T
     q, k = q * scale, k * scale
-    om = omega.to(q.dtype).T  # (hs, m)
-    qp = q @ om - (q * q).sum(-1, keepdim=True) / 2  # (..., T, hs) x (hs, m) -> (..., T, m), log phi(q)
-    kp = k @ om - (k * k).sum(-1, keepdim=True) / 2  # (..., S, m), log phi(k)
-    phi_q = torch.exp(qp - qp.amax(-1, keepdim=True))  # a factor per query row cancels
-    phi_k = torch.exp(kp - kp.amax((-2, -1), keepdim=True))  # one factor for all keys cancels
+    phi_q = favor_features(q, omega, shift_dims=(-1,))  # (..., T, m); a factor per query row cancels
+    phi_k = favor_features(k, omega, shift_dims=(-2, -1))  # (..., S, m); one factor for all keys cancels
     if not causal:
         kv = phi_k.transpose(-2, -1) @ v  # (..., m, S) x (..., S, hv) -> (..., m, hv)
         num = phi_q @ kv  # (..., T, m) x (..., m, hv) -> (..., T, hv)

@@ -197,3 +197,28 @@ def test_counts_must_be_positive_ints(bad):
         sliding_window_mask(4, bad)
     with pytest.raises(ValueError, match=rf"block_size must be a positive int, got {bad!r}"):
         blockwise_attention(*qkv(T=4), bad)
+
+
+# ---------------------------------------------------------------------------- issue 14: one definition
+@pytest.mark.parametrize("causal", [False, True])
+def test_performer_runs_favor_features_and_equals_the_written_out_estimate(monkeypatch, causal):
+    """performer_attention builds phi(q), phi(k) with favor_features (a spy sees both calls) and equals
+    the FAVOR+ estimate written out with exp directly: phi(q) (phi(k)^T V) / phi(q) (phi(k)^T 1), causal
+    by prefix sums. The stabilising shifts cancel in the ratio; float64, small scores: 1e-10."""
+    import mathllm.efficient_attention as EA
+    calls = []
+    real = EA.favor_features
+    monkeypatch.setattr(EA, "favor_features", lambda x, om, **kw: calls.append(kw) or real(x, om, **kw))
+    q, k, v = qkv(2, T=6, hs=8, seed=3)
+    om = orthogonal_gaussian(32, 8, torch.Generator().manual_seed(4))
+    y = performer_attention(q, k, v, om, causal=causal)
+    assert len(calls) == 2
+    s = 8 ** -0.25
+    phi = lambda x: torch.exp(x @ om.T - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(32)  # noqa: E731
+    pq, pk = phi(q * s), phi(k * s)  # (2, 6, 32)
+    ref = torch.empty_like(y)
+    for b in range(2):
+        for t in range(6):
+            n = t + 1 if causal else 6  # keys 0..t, or all of them
+            ref[b, t] = (pq[b, t] @ (pk[b, :n].T @ v[b, :n])) / (pq[b, t] @ pk[b, :n].sum(0))
+    torch.testing.assert_close(y, ref, rtol=1e-10, atol=1e-10)
