@@ -23,6 +23,11 @@ The hot loop keeps the host out of the device's way: no ``.item()`` except at lo
 the losses are checked: a ``nan`` or ``inf`` stops the run with :class:`TrainingDiverged`, and a
 checkpoint is never written from non-finite weights, so the newest checkpoint stays a good one.
 
+Fine-tuning GPT-2 (``init_from="gpt2"`` ... ``"gpt2-xl"`` or a ``save_pretrained`` folder): the
+model is GPT-2's (:meth:`GPT.from_pretrained <mathllm.transformer.GPT.from_pretrained>`) with the
+run's dropout, and the corpus is tokenized with GPT-2's tokenizer (:func:`prepare_gpt2_data`); a
+resumed fine-tuning run rebuilds that model from its checkpoint.
+
 What is written to ``out_dir``: checkpoints (:mod:`mathllm.checkpoint`), ``ckpt_best.pt`` at
 the lowest validation loss so far, and the records of :mod:`mathllm.train_log`.
 
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import pathlib
@@ -49,17 +55,17 @@ from typing import Callable
 import torch
 
 from . import distributed, runtime
+from .bpe import BPETokenizer
 from .checkpoint import (BEST_NAME, capture_rng, latest_checkpoint, load_checkpoint, load_latest_good,
                          remove_stale_temp_files, restore_rng, save_checkpoint, write_checkpoint)
 from .clip import clip_grad_norm
-from .bpe import BPETokenizer
 from .corpus import load_text
 from .data import Batches, TokenData, eval_batches, prepare
+from .gpt2_weights import GPT2_MODELS
 from .sample import tokenizer_from_state, tokenizer_state
 from .schedules import warmup_cosine
 from .train_config import DTYPES, TrainConfig, config_to_dict, pretrained_source, resume_differences
 from .train_log import METRICS_FILES, MetricsLog, TensorBoardLog, format_record, plot_metrics
-from .gpt2_weights import GPT2_MODELS
 from .transformer import GPT, GPTConfig
 
 # dense bf16/fp16 tensor-core peak FLOP/s, for MFU (vendor data sheets, SXM parts)
@@ -152,7 +158,6 @@ def prepare_gpt2_data(config: TrainConfig, directory: pathlib.Path, pretrained: 
     ``$MATHLLM_DATA_DIR/gpt2`` or the cache, or downloaded once). Its vocabulary keeps GPT-2's
     numbering, which ``meta.json`` stores as ``pretrained_tokenizer`` (:func:`mathllm.sample.tokenizer_state`).
     """
-    import hashlib
     folder = pathlib.Path(pretrained) if pretrained and pretrained not in GPT2_MODELS else None
     source = str(folder) if folder is not None and (folder / "vocab.json").is_file() else "gpt2"
     if info.is_main:  # one process writes the files, the others wait and read them
@@ -308,7 +313,7 @@ class Trainer:
             distributed.print0(text, info=self.dist, flush=True)
 
     def _find_resume(self) -> tuple[pathlib.Path, dict] | None:
-        warn = (lambda m: warnings.warn(m, stacklevel=5)) if self.dist.is_main else (lambda m: None)
+        warn = (lambda m: warnings.warn(m, stacklevel=4)) if self.dist.is_main else (lambda m: None)
         return load_latest_good(self.out_dir, warn=warn)
 
     def _resume(self) -> None:
