@@ -68,6 +68,19 @@ def test_paired_replicates_share_their_draws_and_ratio_of_sums():
     assert ci.estimate == pytest.approx(float(num[0].sum() / den[0].sum()), rel=1e-12) and ci.low < ci.estimate < ci.high
 
 
+def test_replicates_are_ratios_of_sums_not_means_of_ratios():
+    """Half the observations have den 1 and num 1 (ratio 1), half den 100 and num 0 (ratio 0): the
+    ratio of sums is 100 / 10100 = 0.0099, the mean of the ratios 0.5. A replicate with k of the 200
+    draws of the first kind is R(k) = k / (k + 100 (200 - k)); R'(100) = 0.0002 and k ~ Binomial(200, 1/2)
+    has sd 7.1, so a replicate has sd about 0.0014 and the mean of 500 about 0.00006 (its curvature
+    bias is smaller still): 0.002 is over 30 sd. The mean of ratios would be near 0.5."""
+    num = torch.tensor([1.0, 0.0] * 100, dtype=torch.float64)
+    den = torch.tensor([1.0, 100.0] * 100, dtype=torch.float64)
+    truth = float(num.sum() / den.sum())
+    reps = bootstrap(num, den, n_boot=500, generator=torch.Generator().manual_seed(8))
+    assert abs(float(reps.mean()) - truth) < 0.002
+
+
 def test_interval_map_is_monotone_transform():
     ci = bootstrap_ci(torch.tensor([1.0, 2.0, 3.0, 4.0]), n_boot=200, generator=torch.Generator().manual_seed(0))
     e = ci.map(math.exp)
