@@ -149,9 +149,10 @@ def gpt_training(what: str, cfg: GPTConfig, steps: int, batch: int, *, eval_toke
     ``forwards`` forward calls; ``copies`` stacks of that size (an encoder-decoder is two)."""
     tokens = steps * batch * cfg.block_size
     flops = copies * flops_per_token(cfg) * (tokens + eval_tokens / 3)
-    how = (f"{copies} x " if copies > 1 else "") + (f"C={cfg.n_embd} L={cfg.n_layer} T={cfg.block_size} V={cfg.vocab_size}: flops_per_token "
-           f"{flops_per_token(cfg):,} x ({steps:,} steps x {batch} x {cfg.block_size} = {tokens:,} tokens"
-           + (f" + {eval_tokens:,} evaluated / 3)" if eval_tokens else ")"))
+    how = f"{copies} x " if copies > 1 else ""
+    how += f"C={cfg.n_embd} L={cfg.n_layer} T={cfg.block_size} V={cfg.vocab_size}: "
+    how += f"flops_per_token {flops_per_token(cfg):,} x ({steps:,} steps x {batch} x {cfg.block_size} = {tokens:,} tokens"
+    how += f" + {eval_tokens:,} evaluated / 3)" if eval_tokens else ")"
     return Workload(what, how, flops=flops, steps=steps + forwards / 3)
 
 
@@ -181,7 +182,6 @@ class Chapter:
     notebook: str
     sizes: tuple[Size, ...]
     workloads: object            # callable: {name: full value} -> list[Workload]
-    note: str = ""
 
     def full(self) -> dict:
         return {s.name: s.full for s in self.sizes}
@@ -235,7 +235,8 @@ def _ch03(s):
                  flops=10 * n * 20, ops=200, on="host"),
         Workload("law of large numbers and CLT", "5 N_path + R x (1 + 4 + 32 + 256) draws, ~20 operations each",
                  flops=20 * (5 * npath + R * (1 + 4 + 32 + 256)), on="host"),
-        Workload("Markov source: 3 samples of n_long, n-grams on train_sizes + held", "Python sampler: an op per 100 symbols",
+        Workload("Markov source: 3 samples of n_long, n-grams on train_sizes + held",
+                 "Python sampler: an op per 100 symbols",
                  flops=50 * (3 * nlong + draws), ops=(3 * nlong + draws * 4) / 100, on="host"),
         Workload(f"character n-grams n = 1..{s['n_range'] - 1} on the corpus, 3 smoothings",
                  "3 x (n_range - 1) fits and held-out scores of 1.1M characters, an op per 1000 characters",
@@ -249,7 +250,8 @@ def _ch04(s):
     T = s["T_steps"]
     # 20 RNN chains of T steps through mathllm's array autograd (tensor_autograd.rnn_states): per step 4 nodes
     # (W h, U x, +, tanh) of 32-vectors forward and 4 backward, NumPy calls of ~10 us: 2 op units a step
-    return [Workload("backprop through time on 20 RNN chains (mathllm's array engine)", "20 chains x T steps x 2 op units",
+    return [Workload("backprop through time on 20 RNN chains (mathllm's array engine)",
+                     "20 chains x T steps x 2 op units",
                      ops=20 * T * 2, on="host")]
 
 
@@ -284,12 +286,15 @@ def _ch07(s):
                  flops=2 * mlp_flops((2, 32, 32, 3), 64) * s["steps"], ops=2 * s["steps"] * 15, on="host"),
         Workload("activation variances: 6 schemes, 50 layers of width x width, 256 inputs (float64)",
                  "6 x 50 x 2 x 256 x width^2", flops=6 * 50 * 2 * 256 * s["width"]**2, ops=6 * 50 * 3, on="host"),
-        Workload("dropout and weight decay runs, scratch and torch", "4 x steps", flops=4 * s["steps_drop"] * mlp_flops((2, 32, 32, 3), 64),
+        Workload("dropout and weight decay runs, scratch and torch", "4 x steps",
+                 flops=4 * s["steps_drop"] * mlp_flops((2, 32, 32, 3), 64),
                  ops=4 * s["steps_drop"] * 15, on="host"),
-        Workload("three 2-128-128-3 MLPs for n_chunks x 300 steps", "3 x 300 n_chunks steps of 60 rows, + 2000-point tests",
+        Workload("three 2-128-128-3 MLPs for n_chunks x 300 steps",
+                 "3 x 300 n_chunks steps of 60 rows, + 2000-point tests",
                  flops=3 * 300 * s["n_chunks"] * mlp_flops((2, 128, 128, 3), 60), ops=3 * 300 * s["n_chunks"] * 15,
                  on="host"),
-        Workload("MC dropout: n_masks passes of 200 points", "n_masks x 200 rows", flops=s["n_masks"] * mlp_flops((2, 128, 128, 3), 200) / 3,
+        Workload("MC dropout: n_masks passes of 200 points", "n_masks x 200 rows",
+                 flops=s["n_masks"] * mlp_flops((2, 128, 128, 3), 200) / 3,
                  ops=s["n_masks"] * 8, on="host"),
     ]
 
@@ -327,14 +332,15 @@ def _ch10(s):
                  flops=sum(6 * 2 * 4 * T**2 * 32 for T in ts_cost), ops=len(ts_cost) * 20, on="host"),
         Workload("Performer features: omega rows", "omega x 4 x (3 + 5) x 6", flops=s["omega"] * 4 * 8 * 6, on="host"),
         Workload("five efficient attentions for each T in Ts_eff (best of 5, dense and blockwise are T^2)",
-                 "6 x 2 x (4 T^2 x 16 + 3 T x 64 x 16)", flops=sum(6 * 2 * (4 * T**2 * 16 + 3 * T * 64 * 16) for T in ts_eff),
+                 "6 x 2 x (4 T^2 x 16 + 3 T x 64 x 16)",
+                 flops=sum(6 * 2 * (4 * T**2 * 16 + 3 * T * 64 * 16) for T in ts_eff),
                  ops=len(ts_eff) * 5 * 30, on="host"),
     ]
 
 
 def _ch11(s):
     char = GPTConfig(vocab_size=65, block_size=64, n_layer=6, n_head=4, n_embd=64)
-    seq = GPTConfig(vocab_size=12, block_size=10, n_layer=2, n_head=4, n_embd=64)  # the encoder-decoder, counted as 2 decoders
+    seq = GPTConfig(vocab_size=12, block_size=10, n_layer=2, n_head=4, n_embd=64)  # each stack of the encoder-decoder
     return [
         gpt_training("character GPT, pre-norm and post-norm, + post-norm with warm-up", char, 3 * s["steps_norm"], 16),
         generation("sampling n_new tokens, with and without the cache", char, 2 * s["n_new"]),
@@ -420,7 +426,8 @@ def _ch17(s):
         gpt_training("per-token losses on the held-out text, both models", char, 0, 1, eval_tokens=2 * val * 64 // 32,
                      forwards=2 * val // 32 // 256),
         Workload("block bootstraps: 6 block lengths + resampling + comparison, N_BOOT replicates of 110k losses",
-                 "8 x N_BOOT x 110k gathers and sums", flops=8 * s["N_BOOT"] * 111_539 * 2, ops=8 * s["N_BOOT"], on="host"),
+                 "8 x N_BOOT x 110k gathers and sums", flops=8 * s["N_BOOT"] * 111_539 * 2, ops=8 * s["N_BOOT"],
+                 on="host"),
         Workload("coverage: COVERAGE_RUNS Markov texts, 400 bootstraps each", "runs x (2000-symbol sample + 400 x 2000)",
                  flops=s["COVERAGE_RUNS"] * 400 * 2000 * 2, ops=s["COVERAGE_RUNS"] * (20 + 400), on="host"),
         generation("a sample of n characters", char, s["n_sample"]),
@@ -571,8 +578,9 @@ def table() -> str:
             "(upper bound) | within 15 min on 2 cores |",
             "|---|---|---|---|---|---|"]
     for ch in CHAPTERS.values():
-        rows.append(f"| {ch.notebook.removesuffix('.ipynb')} | {fmt_flops(ch.flops())} | {fmt_seconds(ch.t4_seconds())} | "
-                    f"{fmt_seconds(ch.cpu_seconds(quiet=True))} | {fmt_seconds(ch.cpu_seconds())} | {fits(ch)} |")
+        rows.append(f"| {ch.notebook.removesuffix('.ipynb')} | {fmt_flops(ch.flops())} | "
+                    f"{fmt_seconds(ch.t4_seconds())} | {fmt_seconds(ch.cpu_seconds(quiet=True))} | "
+                    f"{fmt_seconds(ch.cpu_seconds())} | {fits(ch)} |")
     return "\n".join(rows)
 
 
