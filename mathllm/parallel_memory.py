@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .checks import check_nonnegative_int, check_positive, check_positive_int
+from .checks import check_positive, check_positive_int
 
 BYTES_WEIGHTS, BYTES_GRADS, BYTES_ADAM = 2, 2, 12
 LAYOUTS = ("ddp", "zero1", "zero2", "zero3")
