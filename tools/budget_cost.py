@@ -69,6 +69,9 @@ ASSUMPTIONS = {
     # backward + AdamW in fp32, FLOPs by flops_per_token, best of 8 steps: 15 GFLOP/s with 1 thread
     # (2026-12-03, load average 9-11 on 2 cores shared by seven engineers; 2 threads gave 2 GFLOP/s at that
     # load, the threads waiting for each other). An upper bound on time: a quiet machine is faster.
+    # Checked: single steps of chapter 16's and 15's models took 0.34 and 3.2 s at that load (estimates 0.29
+    # and 3.0 s); chapter 16's small budget at load 12-13 took 63 and 88 s in its two training cells
+    # (estimates 38 and 58 s: 1.5 times, the load being heavier).
     "cpu_flops": 15e9,
     # CPU, quiet: the same model on the same kind of machine with 2 threads, by the trainer
     # (benchmarks/README.md, "CPU: the nanoGPT comparison": 5.16 MFLOPs x 22,844 tokens/s = 118 GFLOP/s).
@@ -101,14 +104,18 @@ class Size:
     call: str
     env: dict = field(default_factory=dict, compare=False, hash=False)
 
-    @property
-    def full(self):
+    def value(self, budget: str = "full"):
+        """The value the call returns in ``budget`` ("full" or "small")."""
         call = ast.parse(self.call, mode="eval").body
-        node = next(k.value for k in call.keywords if k.arg == "full")
+        node = next(k.value for k in call.keywords if k.arg == budget)
         try:
             return ast.literal_eval(node)
         except ValueError:
             return eval(compile(ast.Expression(node), "<pick>", "eval"), {"GPTConfig": GPTConfig, **self.env})
+
+    @property
+    def full(self):
+        return self.value("full")
 
 
 @dataclass(frozen=True)
@@ -186,8 +193,10 @@ class Chapter:
     def full(self) -> dict:
         return {s.name: s.full for s in self.sizes}
 
-    def work(self) -> list[Workload]:
-        return self.workloads(self.full())
+    def work(self, budget: str = "full") -> list[Workload]:
+        """The workloads of ``budget``; "small" is for calibration: the same formulas at the small sizes,
+        to hold against a measured small-budget run (whose fixed cost they leave out)."""
+        return self.workloads({s.name: s.value(budget) for s in self.sizes})
 
     def flops(self) -> float:
         return sum(w.flops for w in self.work())
@@ -272,10 +281,12 @@ def _ch06(s):
                  flops=2 * s["sgd_steps"] * 2 * 2000 * 10 * 2, ops=2 * s["sgd_steps"] * 10, on="host"),
         Workload("optimizer step timings: 4 implementations, 1.6M parameters", "4 x reps x 1.6M x ~20 operations",
                  flops=4 * s["reps"] * 1.6e6 * 20, ops=4 * s["reps"] * 48, on="host"),
+        # calibrated: this cell took 39 s in the small budget (IT = 2000) at load 12-13, 11 op units an
+        # iteration; an upper bound, as the runs that stop at the tolerance are counted whole
         Workload("12 methods on three problems, up to IT iterations each",
                  "3 problems x 12 IT iterations (9 methods up to IT, annealing 2 IT, the evolution strategy IT/4 "
-                 "steps of 20 evaluations ~ IT) x 5 ops; an upper bound: most runs stop at the tolerance",
-                 ops=3 * 12 * s["IT"] * 5, on="host"),
+                 "steps of 20 evaluations ~ IT) x 11 op units (measured in the small budget)",
+                 ops=3 * 12 * s["IT"] * 11, on="host"),
     ]
 
 
@@ -496,7 +507,10 @@ CHAPTERS = {
         P("kl_bound", "runtime.pick(small=0.08, full=0.02)"),          # a tolerance, not a cost
         P("gap_bound", "runtime.pick(small=0.12, full=0.04)"),         # a tolerance, not a cost
         P("config", "runtime.pick(small=small, full=full)",
-          full=replace(PRESETS["shakespeare_char"](), out_dir="", sample_interval=0)),
+          full=replace(PRESETS["shakespeare_char"](), out_dir="", sample_interval=0),
+          small=TrainConfig(model=GPTConfig(n_layer=2, n_head=4, n_embd=64, block_size=64, bias=False), batch_size=16,
+                            max_steps=1000, lr=5e-3, min_lr=5e-4, warmup_steps=50, eval_interval=100, eval_batches=10,
+                            log_interval=25, out_dir="")),
         P("context_gain", "runtime.pick(small=1.0, full=1.6)")), _ch12),   # a tolerance, not a cost
     "13": Chapter("13_scaling_laws.ipynb", (
         P("WIDTHS", "runtime.pick(small=[8, 16, 32, 48], full=[32, 64, 128, 256])"),
@@ -587,8 +601,10 @@ def table() -> str:
 def detail() -> str:
     out = []
     for ch in CHAPTERS.values():
+        small = sum(w.cpu_seconds() for w in ch.work("small"))
         out.append(f"{ch.notebook}: {ch.flops():.2e} FLOPs, T4 {fmt_seconds(ch.t4_seconds())}, CPU quiet "
-                   f"{fmt_seconds(ch.cpu_seconds(quiet=True))}, CPU loaded {fmt_seconds(ch.cpu_seconds())}")
+                   f"{fmt_seconds(ch.cpu_seconds(quiet=True))}, CPU loaded {fmt_seconds(ch.cpu_seconds())} "
+                   f"(small budget, loaded: {fmt_seconds(small)} without the fixed cost)")
         for w in ch.work():
             out.append(f"    [{w.on}] {w.what}: {w.flops:.2e} FLOPs, {w.steps:,.0f} steps, {w.ops:,.0f} ops, "
                        f"{w.host_s:.1f} host s; T4 {w.t4_seconds():.1f} s, CPU quiet {w.cpu_seconds(True):.1f} s, "
