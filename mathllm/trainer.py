@@ -294,9 +294,7 @@ class Trainer:
         if self.data.vocab_size > model.config.vocab_size:
             raise ValueError(f"the data's vocabulary ({self.data.vocab_size} tokens) is larger than the vocabulary "
                              f"of {self.pretrained!r} ({model.config.vocab_size}): tokenize with the model's tokenizer")
-        self._say(f"initialised the weights from GPT-2 {self.pretrained!r} ({model.num_params():,} parameters); "
-                  f"starting at step 0")
-        return model
+        return model  # the command line names it in its first line (``weights ...``)
 
     def _model_config(self) -> GPTConfig:
         c, m = self.config, self.config.model

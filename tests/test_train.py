@@ -715,6 +715,19 @@ def test_init_from_a_pretrained_gpt2_folder_fine_tunes_it(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(), model.state_dict().values()))
 
 
+def test_cli_init_from_a_save_pretrained_folder(tmp_path, capsys):
+    """``--init_from PATH`` on the command line: GPT-2's tokenizer (the folder's files) and weights, named in the
+    first line; the run trains and its checkpoint samples through ``python -m mathllm.sample``."""
+    small_gpt2_folder(tmp_path / "gpt2")
+    assert train_mod.main(cli_run(tmp_path, f"--init_from={tmp_path / 'gpt2'}", "--max_steps=2",
+                                  "--warmup_steps=0")) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert f"tokenizer gpt2 (300 tokens) | vocab 300 | weights {tmp_path / 'gpt2'}" in first
+    assert sample_main(["--checkpoint", str(tmp_path / "run"), "--prompt", "to be", "--max_new_tokens", "3",
+                        "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("to be")
+
+
 def test_init_from_gpt2_offline_fails_with_one_line_saying_how(tmp_path, monkeypatch, capsys):
     import urllib.error
     from mathllm import gpt2_tokenizer
