@@ -652,6 +652,14 @@ def test_tensorboard_events_equal_metrics_jsonl_also_after_a_resume(tmp_path, da
         "train/loss": [1, 2], "train/lr": [1, 2], "train/grad_norm": [1, 2], "train/tokens_per_s": [1, 2]}
 
 
+def test_tensorboard_missing_is_one_clear_error_before_training(tmp_path, data, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
+    with pytest.raises(ImportError, match=r"tensorboard=True needs the tensorboard package: pip install "
+                                          r"'mathllm\[tensorboard\]'"):
+        Trainer(tiny(tmp_path, tensorboard=True), data)
+
+
 def test_tensorboard_is_off_by_default_and_needs_out_dir(tmp_path, data):
     assert TrainConfig().tensorboard is False
     Trainer(tiny(tmp_path / "a", max_steps=2), data).train()
