@@ -102,7 +102,10 @@ class LearnedPositionalEmbedding(nn.Module):
         if offset < 0 or offset + T > self.max_len:
             raise ValueError(f"positions {offset}..{offset + T - 1} do not fit in max_len={self.max_len}: "
                              f"a learned table has no rows past its length")
-        return self.weight[offset:offset + T]  # (T, C)
+        pos = torch.arange(offset, offset + T, device=self.weight.device)  # (T,)
+        # a lookup, not the slice weight[offset:offset + T]: under no_grad a slice of a parameter is a
+        # view that requires grad without a grad_fn, which trips autograd hooks (FlopCounterMode's)
+        return F.embedding(pos, self.weight)  # (T, C): rows offset .. offset + T - 1
 
     def extra_repr(self) -> str:
         return f"max_len={self.max_len}, n_embd={self.n_embd}"

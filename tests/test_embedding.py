@@ -126,3 +126,16 @@ def test_learned_positions_at_explicit_positions():
         pos(torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="either positions or T and offset"):
         pos(torch.tensor([0, 1]), 2)
+
+
+def test_learned_positions_under_no_grad_hold_no_graph():
+    """Generation runs under no_grad; the rows must then be a plain tensor. A slice of the parameter
+    was a view that required grad without a grad_fn, and FlopCounterMode's autograd hooks raised
+    "Expected gradient function to be set" (chapter 11 counts generation FLOPs this way)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    pos = LearnedPositionalEmbedding(8, 4)
+    with torch.no_grad():
+        assert not pos(3, 2).requires_grad
+        with FlopCounterMode(display=False):
+            pos(3, 2)
+    assert pos(3, 2).requires_grad  # with grad, the rows are in the graph
