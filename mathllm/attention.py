@@ -9,7 +9,10 @@ A boolean ``mask`` has True where a query *may attend* to a key (the convention 
 ``torch.nn.functional.scaled_dot_product_attention``). Two implementations sit side by side:
 ``impl="manual"`` writes the formula out; ``impl="sdpa"`` calls torch's fused kernel (flash
 attention on a GPU). :func:`attention_backward` writes out the backward pass that autograd
-computes. References: Vaswani et al. 2017; nanoGPT's ``CausalSelfAttention``.
+computes. :class:`MultiHeadAttention` calls :func:`scaled_dot_product_attention` on its heads,
+takes any leading dimensions ``(..., T, C)`` (B is one of them) and, with RoPE, explicit token
+positions (Hugging Face's ``position_ids``). References: Vaswani et al. 2017; nanoGPT's
+``CausalSelfAttention``.
 
 Leaves out: grouped-query and multi-query attention, attention biases (ALiBi), paged caches.
 Approximate and blockwise attention live in :mod:`mathllm.efficient_attention`.
