@@ -477,3 +477,20 @@ def test_mha_runs_the_chapter_attention_function(monkeypatch, impl, masked):
     m = MultiHeadAttention(16, 2, causal=True, impl=impl)
     m(torch.randn(3, 5, 16), mask=torch.ones(5, 5, dtype=torch.bool) if masked else None)
     assert calls == [((3, 2, 5, 8), impl)]
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_kv_cache_with_leading_dimensions_and_positions(impl):
+    """(B, beams, T, C) decoded in chunks with a cache equals the full pass; with explicit positions the
+    chunks carry their slice of the positions (the cache holds keys already rotated)."""
+    torch.manual_seed(5)
+    m = MultiHeadAttention(32, 4, causal=True, impl=impl, rope=RoPE(8, 64)).double().eval()
+    x = torch.randn(2, 3, 7, 32, **D)
+    positions = torch.tensor([0, 0, 1, 2, 3, 4, 5]).expand(2, 3, 7)  # one left-padding slot
+    for pos in (None, positions):
+        full = m(x) if pos is None else m(x, positions=pos)
+        cache, outs = KVCache(), []
+        for a, b in ((0, 4), (4, 5), (5, 7)):
+            outs.append(m(x[..., a:b, :], kv_cache=cache, positions=None if pos is None else pos[..., a:b]))
+        assert cache.k.shape == (2, 3, 4, 7, 8)
+        torch.testing.assert_close(torch.cat(outs, -2), full, rtol=1e-12, atol=1e-12)
