@@ -122,7 +122,7 @@ def check_instance(value, types: type | tuple[type, ...], name: str):
     """Raise TypeError unless ``value`` is an instance of ``types`` (e.g. ``nn.Module``, a config class)."""
     if not isinstance(value, types):
         want = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-        article = "an" if want[0] in "AEIOU" else "a"
+        article = "an" if want[0].lower() in "aeiou" else "a"
         raise TypeError(f"{name} must be {article} {want}, got {type(value).__name__}")
     return value
 

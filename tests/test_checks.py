@@ -1,7 +1,9 @@
 """mathllm.checks: each check passes good input through and names what it expected of bad input."""
+import numpy as np
 import pytest
 import torch
 
+from mathllm import checks
 from mathllm.checks import check_dtype, check_ids, check_positive, check_positive_int, check_shape, check_tensor
 
 
@@ -66,3 +68,72 @@ def test_check_positive_refuses_non_finite(bad):
     with pytest.raises(ValueError, match=rf"dropout must be a finite number >= 0, got {bad}"):
         check_positive(bad, "dropout", allow_zero=True)
     assert check_positive(10 ** 400, "n") == 10 ** 400  # a huge int is finite
+
+
+# ---------------------------------------------------------------------------- the shared validators added for the fuzz test
+@pytest.mark.parametrize("value,kw,ok", [
+    (0.5, dict(low=0, high=1), True), (0, dict(low=0, high=1), True), (1, dict(low=0, high=1), True),
+    (0, dict(low=0, high=1, low_open=True), False), (1, dict(low=0, high=1, high_open=True), False),
+    (1.5, dict(low=0, high=1), False), (-1e-9, dict(low=0), False), (1e308, {}, True),
+    (float("nan"), {}, False), (float("inf"), {}, False), (-float("inf"), dict(high=0), False),
+])
+def test_check_number_interval_and_non_finite(value, kw, ok):
+    """Closed and open ends, and NaN/inf refused even where the interval is unbounded."""
+    if ok:
+        assert checks.check_number(value, "lr", **kw) == value
+    else:
+        with pytest.raises(ValueError, match=r"lr must be a finite number in .*, got"):
+            checks.check_number(value, "lr", **kw)
+
+
+@pytest.mark.parametrize("bad", [True, "0.1", None, torch.tensor(0.1), [0.1]])
+def test_check_number_refuses_non_numbers(bad):
+    with pytest.raises(TypeError, match="lr must be a number, got"):
+        checks.check_number(bad, "lr")
+
+
+def test_check_number_keeps_numpy_scalars():
+    """A float32 step stays float32 (the check returns its argument, not float(value))."""
+    x = np.float32(0.25)
+    assert checks.check_number(x, "h", low=0, low_open=True) is x
+    with pytest.raises(ValueError, match="h must be a finite number"):
+        checks.check_number(np.float32("nan"), "h")
+
+
+def test_check_int_and_check_nonnegative_int():
+    assert checks.check_int(np.int64(3), "k", low=1, high=3) == 3 and type(checks.check_int(np.int64(3), "k")) is int
+    for bad, kw in [(0, dict(low=1)), (4, dict(low=1, high=3)), (True, {}), (2.0, {}), ("2", {})]:
+        with pytest.raises(ValueError, match=r"k must be an int (>=|in) .*, got"):
+            checks.check_int(bad, "k", **kw)
+    assert checks.check_nonnegative_int(0, "seed") == 0
+    for bad in (-1, True, 1.0, None):
+        with pytest.raises(ValueError, match="seed must be an int >= 0, got"):
+            checks.check_nonnegative_int(bad, "seed")
+
+
+def test_check_str_sequence_instance_callable():
+    assert checks.check_str("a", "text") == "a"
+    with pytest.raises(TypeError, match="text must be a str, got bytes"):
+        checks.check_str(b"a", "text")
+    assert checks.check_sequence((1, 2), "words") == (1, 2)
+    for bad in ("ab", torch.zeros(2), 3):  # a str is a sequence of characters, not of words
+        with pytest.raises(TypeError, match="words must be a list or tuple, got"):
+            checks.check_sequence(bad, "words")
+    layer = torch.nn.Linear(2, 2)
+    assert checks.check_instance(layer, torch.nn.Module, "model") is layer
+    with pytest.raises(TypeError, match="model must be a Module, got str"):
+        checks.check_instance("gpt", torch.nn.Module, "model")
+    with pytest.raises(TypeError, match="cfg must be an int or float, got str"):
+        checks.check_instance("x", (int, float), "cfg")
+    assert checks.check_callable(len, "f") is len
+    with pytest.raises(TypeError, match="loss_fn must be callable, got int"):
+        checks.check_callable(3, "loss_fn")
+
+
+def test_check_finite_counts_the_bad_entries():
+    x = torch.tensor([1.0, float("nan"), float("inf"), -float("inf")])
+    with pytest.raises(ValueError, match="A must be finite, got 3 NaN or infinite entries of 4"):
+        checks.check_finite(x, "A")
+    assert checks.check_finite(torch.arange(3), "ids") is not None  # integers are always finite
+    with pytest.raises(TypeError):
+        checks.check_finite([1.0], "A")
