@@ -10,18 +10,22 @@ References: Radford et al. 2019; Hugging Face ``transformers`` ``modeling_gpt2.p
 nanoGPT's ``GPT.from_pretrained`` (the list of transposed weights).
 Leaves out: the tokenizer (use ``transformers.GPT2TokenizerFast`` or ``tiktoken``), GPT-2's
 attention-dropout and other training-only settings. ``transformers`` is imported only by
-:func:`load_pretrained_gpt2`, which downloads; nothing else here touches the network.
+:func:`load_pretrained_gpt2`, which downloads, and :func:`pretrained_or_none`, which chapters call to use
+GPT-2 where the budget and the network allow it; nothing else here touches the network.
 
 Book: :doc:`/notebooks/11_transformer`
 """
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
 from collections.abc import Mapping
 
 import torch
 
-from .checks import check_positive_int
+from . import runtime
+from .checks import check_positive, check_positive_int
 from .transformer import GPT, GPTConfig
 
 # Hugging Face's activation names -> ours ("gelu_new" is the tanh approximation GPT-2 was trained with)
@@ -149,3 +153,68 @@ def load_pretrained_gpt2(name_or_path: str | os.PathLike = "gpt2") -> GPT:
                       f"written by GPT2LMHeadModel.save_pretrained.") from e
     model = GPT(gpt2_config(hf.config))
     return load_gpt2_state_dict(model, hf.state_dict()).eval()
+
+
+# ---------------------------------------------------------------------------- GPT-2 where the budget allows
+# what a chapter needs of a named GPT-2: the weights, and the tokenizer's files for GPT2TokenizerFast
+PRETRAINED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt")
+
+
+def _hub_reachable(endpoint: str, timeout: float) -> str | None:
+    """None when a TCP connection to the Hub's host opens within ``timeout`` seconds, else why not.
+    One plain connection: huggingface_hub's own requests retry for about 25 s before giving up."""
+    url = urllib.parse.urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{url.hostname}:{port} cannot be reached ({e})"
+    return None
+
+
+def pretrained_or_none(name: str | os.PathLike = "gpt2", *, budget: str | None = None,
+                       timeout: float = 5.0) -> tuple[GPT | None, str]:
+    """``(GPT.from_pretrained(name), line)`` when the budget is full and the weights can be had, else ``(None, line)``.
+
+    ``line`` is one sentence for the chapter to print: which model it uses and why. ``name`` is one of
+    :data:`GPT2_MODELS` or a folder written by ``save_pretrained``. ``budget`` defaults to
+    :func:`mathllm.runtime.budget`; on the small budget nothing is imported and the network is not touched.
+    A named model is read from the Hugging Face cache when all of :data:`PRETRAINED_FILES` are there
+    (no network); otherwise, unless ``HF_HUB_OFFLINE`` is set, the Hub is probed with one connection of
+    at most ``timeout`` seconds and the files are downloaded (about 550 MB for ``"gpt2"``). After a model
+    is returned, ``GPT2TokenizerFast.from_pretrained(name, local_files_only=True)`` loads its tokenizer.
+
+    Book: :doc:`/notebooks/11_transformer`
+    """
+    budget = runtime.budget() if budget is None else budget
+    if budget not in runtime.BUDGETS:
+        raise ValueError(f"budget must be one of {', '.join(runtime.BUDGETS)} or None, got {budget!r}")
+    check_positive(timeout, "timeout")
+    is_name = isinstance(name, str) and name in GPT2_MODELS
+    if not is_name and not (isinstance(name, (str, os.PathLike)) and os.path.isdir(name)):
+        raise ValueError(f"{str(name)!r} is neither one of {GPT2_MODELS} nor a folder written by save_pretrained")
+    small = "the small model trained above"
+    if budget == "small":
+        return None, f"{small}: budget small (MATHLLM_BUDGET=full uses GPT-2)"
+    try:
+        import huggingface_hub  # comes with transformers
+        import transformers  # noqa: F401  (GPT.from_pretrained needs it)
+    except ImportError:
+        return None, f"{small}: GPT-2 needs transformers (pip install 'mathllm[hf]')"
+    if not is_name:
+        return GPT.from_pretrained(name), f"GPT-2 from the folder {os.fspath(name)}"
+    from huggingface_hub import constants  # read now, not at import: HF_HUB_OFFLINE and HF_ENDPOINT as set
+    cached = [huggingface_hub.try_to_load_from_cache(name, f) for f in PRETRAINED_FILES]
+    if all(isinstance(c, str) for c in cached):
+        return GPT.from_pretrained(os.path.dirname(cached[0])), f"GPT-2 {name} from the Hugging Face cache"
+    offline = f"{small}: GPT-2's weights are not available offline"
+    if constants.HF_HUB_OFFLINE:
+        return None, f"{offline} (HF_HUB_OFFLINE is set and {name!r} is not in the Hugging Face cache)"
+    why = _hub_reachable(constants.ENDPOINT, timeout)
+    if why is not None:
+        return None, f"{offline} ({why}; run once online, or set HF_ENDPOINT to a mirror)"
+    try:
+        paths = [huggingface_hub.hf_hub_download(name, f, etag_timeout=timeout) for f in PRETRAINED_FILES]
+    except OSError as e:  # LocalEntryNotFoundError, OfflineModeIsEnabled, connection errors
+        return None, f"{offline} (the download failed: {str(e)[:200]})"
+    return GPT.from_pretrained(os.path.dirname(paths[0])), f"GPT-2 {name} from the Hugging Face Hub"

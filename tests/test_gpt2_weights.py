@@ -166,3 +166,90 @@ def test_wrong_types_are_named_not_attribute_errors():
         convert_gpt2_state_dict({}, 0)
     with pytest.raises(TypeError, match="model must be a mathllm GPT, got GPT2LMHeadModel"):
         load_gpt2_state_dict(_hf(0, **SIZES[0]), {})                  # the arguments the wrong way round
+
+
+# ---------------------------------------------------------------------------- pretrained_or_none (issue 17)
+from mathllm.gpt2_weights import PRETRAINED_FILES, pretrained_or_none  # noqa: E402
+
+
+@pytest.fixture
+def empty_hub(monkeypatch, tmp_path):
+    """An empty Hugging Face cache and no HF_HUB_OFFLINE, so that only the network could supply GPT-2."""
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return constants
+
+
+def _no_network(*args, **kwargs):
+    raise AssertionError("the network was touched")
+
+
+def test_small_budget_gives_none_without_the_network(monkeypatch, empty_hub):
+    import huggingface_hub
+    monkeypatch.setattr("socket.create_connection", _no_network)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _no_network)
+    model, line = pretrained_or_none("gpt2", budget="small")
+    assert model is None and line == "the small model trained above: budget small (MATHLLM_BUDGET=full uses GPT-2)"
+    monkeypatch.setenv("MATHLLM_BUDGET", "small")                   # the default reads runtime.budget()
+    assert pretrained_or_none("gpt2")[0] is None
+
+
+def test_full_budget_with_an_unreachable_hub_gives_the_reason(monkeypatch, empty_hub):
+    """Port 1 on localhost refuses at once: the real probe fails, quickly, and nothing is downloaded."""
+    import time
+
+    import huggingface_hub
+    monkeypatch.setattr(empty_hub, "ENDPOINT", "http://127.0.0.1:1")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _no_network)
+    start = time.perf_counter()
+    model, line = pretrained_or_none("gpt2", budget="full", timeout=2.0)
+    assert time.perf_counter() - start < 2.0                          # a refused connection, not retries
+    assert model is None
+    assert line.startswith("the small model trained above: GPT-2's weights are not available offline (127.0.0.1:1 "
+                           "cannot be reached"), line
+
+
+def test_full_budget_with_hf_hub_offline_does_not_probe(monkeypatch, empty_hub):
+    monkeypatch.setattr(empty_hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("socket.create_connection", _no_network)
+    model, line = pretrained_or_none("gpt2-medium", budget="full")
+    assert model is None and "HF_HUB_OFFLINE is set and 'gpt2-medium' is not in the Hugging Face cache" in line
+
+
+def test_full_budget_reads_a_local_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr("socket.create_connection", _no_network)
+    hf = _hf(10, **SIZES[1])
+    hf.save_pretrained(tmp_path)
+    model, line = pretrained_or_none(tmp_path, budget="full")
+    assert isinstance(model, GPT) and not model.training and line == f"GPT-2 from the folder {tmp_path}"
+    idx = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], hf(idx).logits, rtol=1e-5, atol=1e-5)
+    assert pretrained_or_none(tmp_path, budget="small")[0] is None    # the budget decides first
+
+
+def test_full_budget_reads_the_cache_without_the_network(tmp_path, monkeypatch, empty_hub):
+    """A model whose files sit in the Hub cache's layout (models--gpt2/snapshots/<rev>/) loads with no connection."""
+    hf = _hf(12, **SIZES[0])
+    snap = tmp_path / "hub" / "models--gpt2" / "snapshots" / ("0" * 40)
+    hf.save_pretrained(snap)
+    for f in PRETRAINED_FILES[2:]:                                    # the tokenizer's files: only their presence counts
+        (snap / f).write_text("{}")
+    (snap.parent.parent / "refs").mkdir()
+    (snap.parent.parent / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr("socket.create_connection", _no_network)
+    model, line = pretrained_or_none("gpt2", budget="full")
+    assert line == "GPT-2 gpt2 from the Hugging Face cache"
+    idx = torch.randint(0, 97, (2, 12), generator=torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], hf(idx).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_pretrained_or_none_names_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="budget must be one of small, full or None, got 'large'"):
+        pretrained_or_none("gpt2", budget="large")
+    with pytest.raises(ValueError, match="timeout must be > 0, got 0"):
+        pretrained_or_none("gpt2", budget="full", timeout=0)
+    with pytest.raises(ValueError, match=r"'gpt3' is neither one of \('gpt2'"):
+        pretrained_or_none("gpt3", budget="small")
