@@ -177,9 +177,9 @@ def pretrained_or_none(name: str | os.PathLike = "gpt2", *, budget: str | None =
     """``(GPT.from_pretrained(name), line)`` when the budget is full and the weights can be had, else ``(None, line)``.
 
     ``line`` is one sentence for the chapter to print: which model it uses and why. ``name`` is one of
-    :data:`GPT2_MODELS` or a folder written by ``save_pretrained``. ``budget`` defaults to
+    ``GPT2_MODELS`` or a folder written by ``save_pretrained``. ``budget`` defaults to
     :func:`mathllm.runtime.budget`; on the small budget nothing is imported and the network is not touched.
-    A named model is read from the Hugging Face cache when all of :data:`PRETRAINED_FILES` are there
+    A named model is read from the Hugging Face cache when all of ``PRETRAINED_FILES`` are there
     (no network); otherwise, unless ``HF_HUB_OFFLINE`` is set, the Hub is probed with one connection of
     at most ``timeout`` seconds and the files are downloaded (about 550 MB for ``"gpt2"``). After a model
     is returned, ``GPT2TokenizerFast.from_pretrained(name, local_files_only=True)`` loads its tokenizer.
@@ -190,9 +190,12 @@ def pretrained_or_none(name: str | os.PathLike = "gpt2", *, budget: str | None =
     if budget not in runtime.BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(runtime.BUDGETS)} or None, got {budget!r}")
     check_positive(timeout, "timeout")
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"name must be one of {GPT2_MODELS} or a folder written by save_pretrained, "
+                        f"got {type(name).__name__}")
     is_name = isinstance(name, str) and name in GPT2_MODELS
-    if not is_name and not (isinstance(name, (str, os.PathLike)) and os.path.isdir(name)):
-        raise ValueError(f"{str(name)!r} is neither one of {GPT2_MODELS} nor a folder written by save_pretrained")
+    if not is_name and not os.path.isdir(name):
+        raise ValueError(f"name must be one of {GPT2_MODELS} or a folder written by save_pretrained, got {str(name)!r}")
     small = "the small model trained above"
     if budget == "small":
         return None, f"{small}: budget small (MATHLLM_BUDGET=full uses GPT-2)"

@@ -251,5 +251,7 @@ def test_pretrained_or_none_names_bad_arguments(tmp_path):
         pretrained_or_none("gpt2", budget="large")
     with pytest.raises(ValueError, match="timeout must be > 0, got 0"):
         pretrained_or_none("gpt2", budget="full", timeout=0)
-    with pytest.raises(ValueError, match=r"'gpt3' is neither one of \('gpt2'"):
+    with pytest.raises(ValueError, match=r"name must be one of \('gpt2', .*save_pretrained, got 'gpt3'"):
         pretrained_or_none("gpt3", budget="small")
+    with pytest.raises(TypeError, match="name must be one of .* got NoneType"):
+        pretrained_or_none(None, budget="small")
