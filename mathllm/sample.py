@@ -33,7 +33,7 @@ def _training_order(tok: BPETokenizer) -> bool:
 
 def tokenizer_state(tok) -> dict:
     """A tokenizer as JSON-able data for checkpoints. A BPE with a numbering of its own (GPT-2's, read
-    by :meth:`BPETokenizer.from_files`) is stored with its vocabulary, id by id, so the ids survive;
+    by :meth:`~mathllm.bpe.BPETokenizer.from_files`) is stored with its vocabulary, id by id, so the ids survive;
     a character or trained BPE tokenizer as :func:`mathllm.data.tokenizer_to_dict` stores it."""
     if isinstance(tok, BPETokenizer) and not _training_order(tok):
         special = set(tok.special_ids.values())

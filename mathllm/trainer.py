@@ -154,7 +154,7 @@ def prepare_gpt2_data(config: TrainConfig, directory: pathlib.Path, pretrained: 
     """``config.dataset`` tokenized with GPT-2's tokenizer into ``directory`` (once; later runs reuse it).
 
     The tokenizer is that of ``pretrained`` when it is a folder holding ``vocab.json`` and
-    ``merges.txt``, else GPT-2's own (:meth:`BPETokenizer.from_pretrained`: 50,257 tokens, read from
+    ``merges.txt``, else GPT-2's own (:meth:`~mathllm.bpe.BPETokenizer.from_pretrained`: 50,257 tokens, read from
     ``$MATHLLM_DATA_DIR/gpt2`` or the cache, or downloaded once). Its vocabulary keeps GPT-2's
     numbering, which ``meta.json`` stores as ``pretrained_tokenizer`` (:func:`mathllm.sample.tokenizer_state`).
     """
