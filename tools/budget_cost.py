@@ -654,6 +654,32 @@ def measure(steps: int = 8) -> dict:
             "formula_flops": formula, "cpu_step_s": t_tiny, "op_s": t_op}
 
 
+# Small-budget execution time of each chapter, measured by `make book` from a fresh clone (two notebooks at a
+# time on the 2-core build machine, AMD EPYC, torch 2.13.0+cpu; read from _build/.jupyter_cache), 2026-12-03.
+SMALL_MEASURED_S = {
+    "01": 8.1, "02": 14.0, "03": 26.1, "04": 9.1, "05": 10.0, "06": 30.1, "07": 22.0, "08": 18.0, "09": 9.0,
+    "10": 16.0, "11": 63.1, "12": 44.8, "13": 74.1, "14": 48.0, "15": 48.1, "16": 41.0, "17": 72.0,
+}
+
+
+def fmt_small(s: float) -> str:
+    """A measured time, rounded up: to 5 s below a minute, else to a tenth of a minute."""
+    return f"{5 * math.ceil(s / 5):.0f} s" if s < 60 else f"{math.ceil(s / 6) / 10:.1f} min"
+
+
+def running_time_line(key: str) -> str:
+    """The line under each chapter's title (issue 17): the small budget measured, the full one estimated."""
+    ch = CHAPTERS[key]
+
+    def about(t: str) -> str:
+        return "under 1 s" if t.startswith("<") else f"about {t}"
+
+    return (f"*Running time: about {fmt_small(SMALL_MEASURED_S[key])} on 2 CPU cores with the small budget "
+            f"(measured). The full budget computes for {about(fmt_seconds(ch.t4_seconds()))} on a Colab T4 GPU "
+            f"and {about(fmt_seconds(ch.cpu_seconds(quiet=True)))} on 2 CPU cores (estimates from its FLOPs: "
+            f"[what each budget costs](../book/status.md#what-the-full-budget-costs)).*")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--detail", action="store_true", help="every workload of every chapter")
