@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 
 import torch
@@ -164,6 +165,8 @@ def _hub_reachable(endpoint: str, timeout: float) -> str | None:
     """None when a TCP connection to the Hub's host opens within ``timeout`` seconds, else why not.
     One plain connection: huggingface_hub's own requests retry for about 25 s before giving up."""
     url = urllib.parse.urlsplit(endpoint)
+    if urllib.request.getproxies().get(url.scheme):  # behind a proxy only the Hub client's own request can tell
+        return None
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         socket.create_connection((url.hostname, port), timeout=timeout).close()

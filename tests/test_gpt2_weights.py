@@ -201,6 +201,7 @@ def test_full_budget_with_an_unreachable_hub_gives_the_reason(monkeypatch, empty
 
     import huggingface_hub
     monkeypatch.setattr(empty_hub, "ENDPOINT", "http://127.0.0.1:1")
+    monkeypatch.setattr("urllib.request.getproxies", dict)           # no proxy: the probe decides
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", _no_network)
     start = time.perf_counter()
     model, line = pretrained_or_none("gpt2", budget="full", timeout=2.0)
@@ -255,3 +256,19 @@ def test_pretrained_or_none_names_bad_arguments(tmp_path):
         pretrained_or_none("gpt3", budget="small")
     with pytest.raises(TypeError, match="name must be one of .* got NoneType"):
         pretrained_or_none(None, budget="small")
+
+
+def test_behind_a_proxy_the_hub_client_decides(monkeypatch, empty_hub):
+    """A proxy (HTTPS_PROXY) hides whether the Hub is reachable from a plain socket: the download itself
+    is tried, and its failure (stubbed: the Hub client's offline error) gives None and the reason."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def unreachable(*args, **kwargs):
+        raise LocalEntryNotFoundError("cannot find the requested files in the local cache")
+    monkeypatch.setattr("urllib.request.getproxies", lambda: {"https": "http://proxy.invalid:3128"})
+    monkeypatch.setattr("socket.create_connection", _no_network)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    model, line = pretrained_or_none("gpt2", budget="full")
+    assert model is None and line.startswith("the small model trained above: GPT-2's weights are not available "
+                                             "offline (the download failed: cannot find"), line
