@@ -378,6 +378,10 @@ CATALOGUE: list[Mutant] = [
        "x = x + self.attn(self.norm_attn(x), mask=mask, kv_cache=kv_cache, positions=positions)",
        "x = self.norm_attn(x)\n            x = x + self.attn(x, mask=mask, kv_cache=kv_cache, positions=positions)",
        (T("layers"), T("transformer")), "pre-norm block normalises the residual stream itself"),
+    _m("gpt2_weights.conv1d_not_transposed", "11", "gpt2_weights",
+       "out[dst] = w.t().contiguous() if transpose else w",
+       "out[dst] = w.reshape(w.shape[::-1]).contiguous() if transpose else w",
+       T("gpt2_weights"), "Conv1D (in, out) weights reshaped to (out, in) instead of transposed"),
 
     # ------------------------------------------------------------------ 12 training
     _m("data.targets_not_shifted", "12", "data",
