@@ -64,6 +64,7 @@ SKIP = {
     "gpt2_tokenizer.read_tokenizer_files": "reads files",
     "gpt2_tokenizer.write_tokenizer_files": "writes files",
     "gpt2_weights.load_pretrained_gpt2": "downloads weights",
+    "gpt2_weights.pretrained_or_none": "downloads weights on the full budget (the default with CUDA)",
     "parallel.launch": "spawns processes",
     "parallel.free_port": "opens a socket",
     "parallel.ring_all_reduce_worker": "a spawned worker: needs a process group",
