@@ -14,7 +14,7 @@ equals its ``torch.nn.functional`` counterpart (``reduction`` = ``"mean"``, ``"s
 
 References: Goodfellow, Bengio & Courville, *Deep Learning* (2016), sections 5.5 and 6.2;
 Huber (1964); Szegedy et al. (2016) for label smoothing.
-Leaves out: class weights, ``ignore_index``, and the sparse/ignored-target options of torch.
+Leaves out: class weights, and label smoothing inside the loss (see :func:`smoothed_targets`).
 KL divergence lives in :mod:`mathllm.probability` (``kl_divergence(p, q)``, distributions first);
 for a model's logits z and a target distribution q, KL(q || softmax(z)) is ``kl_divergence(q, softmax(z))``.
 
@@ -131,22 +131,27 @@ def naive_log_softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- classification
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy of ``logits`` (N, V) to ``targets``, in nats: the one definition in mathllm.
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean",
+                  ignore_index: int = -100) -> torch.Tensor:
+    """Cross-entropy of ``logits`` (..., V) to ``targets``, in nats: the one definition in mathllm.
 
-    ``targets`` is either class ids (N,), an integer tensor, giving -log softmax(z)_y, or a target
-    *distribution* (N, V), a float tensor, giving H(q, p) = -sum_i q_i log p_i with p = softmax(z)
-    and 0 log 0 = 0; as ``F.cross_entropy`` takes both. The cross-entropy H(p, q) of two
-    distributions is ``cross_entropy(q.log(), p, "none")``: log q are logits whose softmax is q.
-    Returns a scalar, or (N,) for ``reduction="none"``.
+    ``targets`` is either class ids (...), an integer tensor, giving -log softmax(z)_y, or a target
+    *distribution* (..., V), a float tensor, giving H(q, p) = -sum_i q_i log p_i with p = softmax(z)
+    and 0 log 0 = 0; as ``F.cross_entropy`` takes both, but with the classes last (a language
+    model's (B, T, V) logits need no reshaping). Class ids equal to ``ignore_index`` (padding, a
+    masked prompt) contribute nothing: their loss is 0 under ``"none"``, and ``"mean"`` averages
+    over the other tokens only, as torch does. The cross-entropy H(p, q) of two distributions is
+    ``cross_entropy(q.log(), p, "none")``: log q are logits whose softmax is q.
+    Returns a scalar, or (...) for ``reduction="none"``.
     """
     check_tensor(logits, "logits")
-    if logits.dim() != 2:
-        raise ValueError(f"logits must have shape (N, V), got {tuple(logits.shape)}")
+    if logits.dim() < 2:
+        raise ValueError(f"logits must have shape (..., V) with at least one dimension before V, "
+                         f"got {tuple(logits.shape)}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     check_tensor(targets, "targets")
-    logp = log_softmax(logits, dim=-1)  # (N, V)
+    logp = log_softmax(logits, dim=-1)  # (..., V)
     if targets.is_floating_point():     # a distribution per row
         if targets.shape != logits.shape:
             raise ValueError(f"target probabilities must have the shape of logits {tuple(logits.shape)}, "
@@ -154,8 +159,22 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = 
         _check_in_unit_interval(targets, "targets")
         logp = torch.where(torch.isinf(logp) & (targets == 0), torch.zeros_like(logp), logp)  # 0 log 0 = 0
         return _reduce(-(targets * logp).sum(dim=-1), reduction)
-    _check_logits_targets(logits, targets)
-    return _reduce(-logp.gather(1, targets.long().unsqueeze(1)).squeeze(1), reduction)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"targets must have the shape of logits without V, {tuple(logits.shape[:-1])}, "
+                         f"got {tuple(targets.shape)}")
+    keep = targets != ignore_index                                     # (...)
+    V = logits.shape[-1]
+    _check_logits_targets(logp.reshape(-1, V)[keep.reshape(-1)], targets[keep])  # kept ids must be in [0, V)
+    y = torch.where(keep, targets, torch.zeros_like(targets)).long()  # ignored -> any valid id, masked below
+    loss = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1) * keep        # (...), 0 where ignored
+    if reduction != "mean":
+        return _reduce(loss, reduction)
+    n = int(keep.sum())
+    if n == 0:
+        raise ValueError(f"every target equals ignore_index={ignore_index}: the mean over no tokens is undefined")
+    return loss.sum() / n
 
 
 def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

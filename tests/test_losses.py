@@ -300,3 +300,37 @@ def test_kl_divergence_rejects_targets_that_are_not_distributions():
 def test_huber_rejects_non_finite_delta(delta):
     with pytest.raises(ValueError, match="delta must be a finite number"):
         L.huber_loss(torch.zeros(3), torch.ones(3), delta=delta)
+
+
+# ---------------------------------------------------------------------------- (..., V) logits and ignore_index
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("ignore_index", [-100, 3])
+def test_cross_entropy_takes_leading_dims_and_ignore_index_as_torch(reduction, ignore_index):
+    """(B, T, V) logits with some targets ignored equal F.cross_entropy on the flattened rows (torch puts the
+    classes in dim 1, ours last, as a language model's logits are laid out); ignored tokens are 0 under
+    "none" and left out of the mean's denominator (a mean over all B*T tokens would be 4/6 of torch's here)."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 3, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(7, (2, 3), generator=g)
+    y[0, 1] = y[1, 2] = ignore_index
+    ours = L.cross_entropy(z, y, reduction, ignore_index=ignore_index)
+    ref = F.cross_entropy(z.reshape(-1, 7), y.reshape(-1), reduction=reduction, ignore_index=ignore_index)
+    torch.testing.assert_close(ours.reshape(-1), ref.reshape(-1), rtol=1e-12, atol=1e-12)
+    g1, = torch.autograd.grad(ours.sum(), z)
+    g2, = torch.autograd.grad(ref.sum(), z)
+    torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-12)
+    if reduction == "none":
+        assert ours.shape == (2, 3) and ours[0, 1] == 0 and ours[1, 2] == 0
+
+
+def test_cross_entropy_refuses_bad_targets_and_all_ignored():
+    z = torch.zeros(2, 3, 5)
+    with pytest.raises(ValueError, match=r"targets must have the shape of logits without V, \(2, 3\), got \(6,\)"):
+        L.cross_entropy(z, torch.zeros(6, dtype=torch.long))
+    with pytest.raises(ValueError, match="targets"):  # -1 is not an id and not the ignore_index
+        L.cross_entropy(z, torch.full((2, 3), -1))
+    with pytest.raises(ValueError, match="every target equals ignore_index=-100"):
+        L.cross_entropy(z, torch.full((2, 3), -100))
+    assert L.cross_entropy(z, torch.full((2, 3), -100), "sum") == 0  # a sum over no tokens is 0
+    with pytest.raises(ValueError, match=r"logits must have shape \(\.\.\., V\)"):
+        L.cross_entropy(torch.zeros(5), torch.tensor(1))
