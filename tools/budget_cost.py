@@ -677,7 +677,7 @@ def running_time_line(key: str) -> str:
     return (f"*Running time: about {fmt_small(SMALL_MEASURED_S[key])} on 2 CPU cores with the small budget "
             f"(measured). The full budget computes for {about(fmt_seconds(ch.t4_seconds()))} on a Colab T4 GPU "
             f"and {about(fmt_seconds(ch.cpu_seconds(quiet=True)))} on 2 CPU cores (estimates from its FLOPs: "
-            f"[what each budget costs](../book/status.md#what-the-full-budget-costs)).*")
+            "{ref}`what each budget costs <what-the-full-budget-costs>`).*")
 
 
 def main(argv=None) -> None:
