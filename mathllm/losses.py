@@ -166,7 +166,7 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = 
                          f"got {tuple(targets.shape)}")
     keep = targets != ignore_index                                     # (...)
     V = logits.shape[-1]
-    _check_logits_targets(logp.reshape(-1, V)[keep.reshape(-1)], targets[keep])  # kept ids must be in [0, V)
+    check_ids(targets[keep], V, name="targets")                        # kept ids must be in [0, V)
     y = torch.where(keep, targets, torch.zeros_like(targets)).long()  # ignored -> any valid id, masked below
     loss = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1) * keep        # (...), 0 where ignored
     if reduction != "mean":
