@@ -74,6 +74,22 @@ def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 
+def padding_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, T) boolean mask of a right-padded batch: True at the real tokens t < lengths[b].
+
+    ``lengths``: (B,) integer tensor, each in 1..T. As a key-padding mask it broadcasts to
+    (B, nh, T, S) as ``padding_mask(lengths, S)[:, None, None, :]``; combined with the causal mask
+    it is ``padding_mask(lengths, T)[:, None, None, :] & causal_mask(T)``, shape (B, 1, T, T).
+    """
+    check_tensor(lengths, "lengths")
+    check_positive_int(T, "T")
+    if lengths.dim() != 1 or lengths.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
+        raise TypeError(f"lengths must be a (B,) integer tensor, got dtype {lengths.dtype} and shape {tuple(lengths.shape)}")
+    if lengths.numel() and (lengths.min() < 1 or lengths.max() > T):
+        raise ValueError(f"lengths must lie in 1..T = 1..{T}, got {lengths.tolist()}")
+    return torch.arange(T, device=lengths.device) < lengths[:, None]  # (1, T) < (B, 1) -> (B, T)
+
+
 def _check_qkv(q, k, v) -> None:
     for name, x in (("q", q), ("k", k), ("v", v)):
         check_float_tensor(x, name)

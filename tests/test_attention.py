@@ -494,3 +494,45 @@ def test_kv_cache_with_leading_dimensions_and_positions(impl):
             outs.append(m(x[..., a:b, :], kv_cache=cache, positions=None if pos is None else pos[..., a:b]))
         assert cache.k.shape == (2, 3, 4, 7, 8)
         torch.testing.assert_close(torch.cat(outs, -2), full, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- padding masks
+def test_padding_mask_known_answer():
+    got = A.padding_mask(torch.tensor([3, 1, 4]), 4)
+    want = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    assert got.dtype == torch.bool and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_padded_batch_equals_each_sequence_alone_and_torch(impl):
+    g = torch.Generator().manual_seed(0)
+    lengths, T, C, nh = torch.tensor([7, 4, 1, 5]), 7, 16, 2
+    mha = MultiHeadAttention(C, nh, causal=True, impl=impl).double()
+    x = torch.randn(4, T, C, dtype=torch.float64, generator=g)
+    keys = A.padding_mask(lengths, T)[:, None, None, :]  # (B, 1, 1, T)
+    y = mha(x, mask=keys)  # the module ands in the causal mask
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(y[b, :n], mha(x[b:b + 1, :n])[0], rtol=1e-12, atol=1e-12)
+    q, k, v = (torch.randn(4, nh, T, 8, dtype=torch.float64, generator=g) for _ in range(3))
+    both = keys & causal_mask(T)  # (B, 1, T, T)
+    torch.testing.assert_close(A.scaled_dot_product_attention(q, k, v, both, impl=impl),
+                               F.scaled_dot_product_attention(q, k, v, attn_mask=both), rtol=1e-12, atol=1e-12)
+
+
+def test_fully_masked_rows_give_zeros_not_nan():
+    lengths, T = torch.tensor([2, 4]), 4
+    pad = A.padding_mask(lengths, T)
+    mask = pad[:, None, :, None] & pad[:, None, None, :]  # padding queries may attend to nothing
+    q, k, v = (torch.randn(2, 1, T, 3, dtype=torch.float64) for _ in range(3))
+    out = A.scaled_dot_product_attention(q, k, v, mask)
+    assert torch.isfinite(out).all() and (out[0, 0, 2:] == 0).all()
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+
+@pytest.mark.parametrize("lengths, T, err", [
+    (torch.tensor([0, 2]), 3, ValueError), (torch.tensor([4]), 3, ValueError),
+    (torch.tensor([1.0]), 3, TypeError), (torch.tensor([[1]]), 3, TypeError), ([1, 2], 3, TypeError),
+])
+def test_padding_mask_rejects_bad_lengths(lengths, T, err):
+    with pytest.raises(err, match="lengths"):
+        A.padding_mask(lengths, T)
