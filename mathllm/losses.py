@@ -13,7 +13,7 @@ cross-entropy of a Bernoulli; Huber is quadratic near zero and linear in the tai
 equals its ``torch.nn.functional`` counterpart (``reduction`` = ``"mean"``, ``"sum"`` or ``"none"``).
 
 References: Goodfellow, Bengio & Courville, *Deep Learning* (2016), sections 5.5 and 6.2;
-Huber (1964); Szegedy et al. (2016) for label smoothing.
+Huber (1964); Szegedy et al. (2016) for label smoothing; Chowdhery et al. (2022, PaLM) for the z-loss.
 Leaves out: class weights, and label smoothing inside the loss (see :func:`smoothed_targets`).
 KL divergence lives in :mod:`mathllm.probability` (``kl_divergence(p, q)``, distributions first);
 for a model's logits z and a target distribution q, KL(q || softmax(z)) is ``kl_divergence(q, softmax(z))``.
@@ -183,6 +183,43 @@ def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     N, V = logits.shape
     y = torch.zeros_like(logits).scatter_(1, targets.long().unsqueeze(1), 1.0)
     return (softmax(logits, dim=-1) - y) / N
+
+
+def per_sequence_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                               ignore_index: int = -100) -> torch.Tensor:
+    """Cross-entropy averaged per sequence, then over sequences: logits (B, T, V), targets (B, T).
+
+    Each sequence's mean runs over its own kept tokens (targets != ``ignore_index``), so every
+    sequence weighs the same whatever its length. :func:`cross_entropy` with ``"mean"`` instead
+    averages over all kept tokens of the batch, so every *token* weighs the same; the two agree when
+    all sequences keep the same number of tokens.
+    """
+    check_tensor(logits, "logits")
+    if logits.dim() != 3:
+        raise ValueError(f"logits must have shape (B, T, V), got {tuple(logits.shape)}")
+    loss = cross_entropy(logits, targets, "none", ignore_index)  # (B, T), 0 where ignored
+    kept = (targets != ignore_index).sum(dim=-1)                  # (B,) tokens kept per sequence
+    if bool((kept == 0).any()):
+        raise ValueError(f"sequence {int((kept == 0).nonzero()[0, 0])} has every target equal to "
+                         f"ignore_index={ignore_index}: its mean over no tokens is undefined")
+    return (loss.sum(dim=-1) / kept).mean()
+
+
+def z_loss(logits: torch.Tensor, coef: float = 1e-4, reduction: str = "mean") -> torch.Tensor:
+    """PaLM's auxiliary z-loss, coef * (log Z)^2 with Z = sum_j exp(z_j), per row of ``logits`` (..., V).
+
+    The softmax ignores a shift of the logits, so nothing in the cross-entropy stops log Z from
+    drifting; this term pulls it toward 0 (a self-normalised softmax) and keeps the logits in the
+    range where bfloat16 is accurate. Its gradient is 2 coef log Z softmax(z). Returns a scalar, or
+    (...) for ``reduction="none"``.
+    """
+    check_float_tensor(logits, "logits")
+    check_positive(coef, "coef", allow_zero=True)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    if logits.numel() == 0:
+        raise ValueError(f"logits must have at least one row of scores, got shape {tuple(logits.shape)}")
+    return _reduce(coef * logsumexp(logits, dim=-1) ** 2, reduction)
 
 
 def smoothed_targets(targets: torch.Tensor, num_classes: int, smoothing: float,

@@ -10,9 +10,11 @@ the scalar engine does not meet:
   :func:`sum_to`, which sums ``g`` over the broadcast dimensions back to the input's shape.
 - **Higher derivatives.** The backward rules are themselves written with Tensor operations, so with
   ``create_graph=True`` the backward pass builds a graph that can be differentiated again. That
-  gives Hessian-vector products by reverse-over-reverse (Pearlmutter 1994): H v = d(grad L . v)/dx.
+  gives Hessian-vector products by reverse-over-reverse (Pearlmutter 1994): H v = d(grad L . v)/dx,
+  and with them the top Hessian eigenvalue by power iteration (:func:`hessian_power_iteration`).
 
-Leaves out: in-place operations, integer indexing, forward mode, dtypes other than float64.
+Leaves out: in-place operations, integer indexing, forward mode (see :mod:`mathllm.forward_mode`),
+dtypes other than float64.
 
 Book: :doc:`/notebooks/04_calculus_autodiff`
 """
@@ -400,3 +402,36 @@ def rnn_states(W, U, xs, h0, linear: bool = False) -> list[Tensor]:
         h = pre if linear else pre.tanh()
         states.append(h)
     return states
+
+
+# ---------------------------------------------------------------------------- the top of the Hessian
+def hessian_power_iteration(f, x, v0, iters: int = 200) -> tuple[float, np.ndarray]:
+    """The Hessian eigenvalue of largest magnitude of a scalar ``f`` at ``x``, from products H v only.
+
+    Power iteration v <- H v / ||H v|| (each product by :func:`hvp`, never forming H) converges to the
+    eigenvector of the eigenvalue of largest magnitude, at the rate |lambda_2 / lambda_1| per step;
+    the Rayleigh quotient v . H v is then the eigenvalue (with its sign).
+
+    Args:
+        f: maps a Tensor of ``x``'s shape to a scalar Tensor.
+        x: the point; v0: the start vector (x's shape, not orthogonal to the top eigenvector).
+        iters: the number of products.
+
+    Returns:
+        ``(lambda, v)``: the Rayleigh quotient and the unit vector reached.
+    """
+    check_callable(f, "f")
+    x, v = _as_float_array(x, "x"), _as_float_array(v0, "v0")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"iters must be a positive int, got {iters!r}")
+    norm = np.linalg.norm(v)
+    if not np.isfinite(norm) or norm == 0:
+        raise ValueError(f"v0 must be a finite nonzero vector, got norm {norm}")
+    v = v / norm
+    for _ in range(iters):
+        hv = hvp(f, x, v)[1]
+        norm = np.linalg.norm(hv)
+        if norm == 0:  # v lies in the null space: H v = 0 is an eigenpair with lambda = 0
+            return 0.0, v
+        v = hv / norm
+    return float(v.ravel() @ hvp(f, x, v)[1].ravel()), v  # Rayleigh quotient v^T H v, ||v|| = 1

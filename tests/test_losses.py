@@ -334,3 +334,42 @@ def test_cross_entropy_refuses_bad_targets_and_all_ignored():
     assert L.cross_entropy(z, torch.full((2, 3), -100), "sum") == 0  # a sum over no tokens is 0
     with pytest.raises(ValueError, match=r"logits must have shape \(\.\.\., V\)"):
         L.cross_entropy(torch.zeros(5), torch.tensor(1))
+
+
+# ---------------------------------------------------------------------------- masks, per-sequence mean, z-loss
+def test_per_sequence_cross_entropy_against_loops_and_torch():
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(3, 6, 7, dtype=torch.float64, generator=g)
+    targets = torch.randint(0, 7, (3, 6), generator=g)
+    lengths = [6, 2, 4]
+    for b, n in enumerate(lengths):
+        targets[b, n:] = -100                              # right padding
+    per_seq = torch.stack([F.cross_entropy(logits[b, :n], targets[b, :n]) for b, n in enumerate(lengths)])
+    torch.testing.assert_close(L.per_sequence_cross_entropy(logits, targets), per_seq.mean(), **TOL)
+    per_token = F.cross_entropy(logits.reshape(-1, 7), targets.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(L.cross_entropy(logits, targets), per_token, **TOL)
+    weights = torch.tensor(lengths, dtype=torch.float64)  # per token = a length-weighted mean of sequences
+    torch.testing.assert_close(per_token, (per_seq * weights).sum() / weights.sum(), **TOL)
+    with pytest.raises(ValueError, match="sequence 1"):
+        t2 = targets.clone()
+        t2[1] = -100
+        L.per_sequence_cross_entropy(logits, t2)
+    with pytest.raises(ValueError, match="B, T, V"):
+        L.per_sequence_cross_entropy(logits[0], targets[0])
+
+
+@pytest.mark.parametrize("shape", [(5,), (4, 9), (2, 3, 6)])
+def test_z_loss_value_and_gradient(shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    z = (torch.randn(shape, dtype=torch.float64, generator=g) * 3).requires_grad_()
+    coef = 1e-4
+    out = L.z_loss(z, coef, "sum")
+    torch.testing.assert_close(out, coef * (torch.logsumexp(z, -1) ** 2).sum(), **TOL)
+    (grad,) = torch.autograd.grad(out, z)
+    want = 2 * coef * torch.logsumexp(z, -1, keepdim=True) * torch.softmax(z, -1)  # d/dz coef log^2 Z
+    torch.testing.assert_close(grad, want.detach(), rtol=1e-12, atol=1e-18)
+    torch.testing.assert_close(L.z_loss(z, coef), coef * (torch.logsumexp(z, -1) ** 2).mean(), **TOL)
+    with pytest.raises(ValueError, match="reduction"):
+        L.z_loss(z, coef, "avg")
+    with pytest.raises(ValueError, match="coef"):
+        L.z_loss(z, -1.0)

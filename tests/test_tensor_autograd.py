@@ -6,7 +6,8 @@ import sympy as sp
 import torch
 
 from mathllm.losses import softmax
-from mathllm.tensor_autograd import (Tensor, broadcast_to, grad, hessian, hvp, jacobian, no_grad,
+from mathllm.tensor_autograd import (Tensor, broadcast_to, grad, hessian, hessian_power_iteration, hvp,
+                                     jacobian, no_grad,
                                      rnn_states, sum_to)
 
 # name -> (function written once for both engines, input shapes). Shapes exercise broadcasting:
@@ -246,3 +247,24 @@ def test_hostile_input_gets_a_clear_error():
     # the results that still come back agree with numpy's broadcasting: a 0/1 mask is data
     np.testing.assert_array_equal(broadcast_to(Tensor(np.array([True, False])), (3, 2)).data,
                                   np.broadcast_to([1.0, 0.0], (3, 2)))
+
+
+def test_hessian_power_iteration_finds_the_top_eigenvalue():
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(6, 6))
+    x0 = rng.normal(size=6)
+
+    def f(q):  # a non-quadratic loss: its Hessian depends on the point
+        return ((Tensor(A) @ q.reshape(6, 1)).tanh() ** 2).sum() + (q * q * q * q).sum() * 0.1
+
+    H = torch.autograd.functional.hessian(
+        lambda t: (torch.tanh(torch.tensor(A) @ t) ** 2).sum() + 0.1 * (t**4).sum(), torch.tensor(x0)).numpy()
+    eigs = np.linalg.eigvalsh(H)
+    top = eigs[np.abs(eigs).argmax()]
+    lam, v = hessian_power_iteration(f, x0, rng.normal(size=6), iters=500)
+    assert abs(lam - top) < 1e-8 * abs(top)
+    np.testing.assert_allclose(H @ v, lam * v, atol=1e-6 * abs(top))
+    with pytest.raises(ValueError, match="iters"):
+        hessian_power_iteration(f, x0, x0, iters=0)
+    with pytest.raises(ValueError, match="nonzero"):
+        hessian_power_iteration(f, x0, np.zeros(6))
