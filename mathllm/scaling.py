@@ -10,36 +10,35 @@ Two published forms, with the constants of the papers:
 
 The training compute is ``C = 6 N D`` FLOPs: every weight that multiplies an activation costs 2
 FLOPs per token forward and 4 backward (:func:`mathllm.transformer.flops_per_token` adds the
-attention term 12 L T C). :func:`fit_chinchilla` fits the Chinchilla form to measured losses by
-least squares on the log residuals, as Hoffmann et al. fit in log space, with a Levenberg-Marquardt
-(damped Gauss-Newton) iteration in float64 and the parameter covariance ``s^2 (J^T J)^-1`` from the
-Jacobian J of the residuals. :func:`train_point` and :func:`sweep` train the runs with
-:class:`mathllm.train.Trainer`.
+attention term 12 L T C). :class:`ComputeLaw` is Kaplan et al.'s power law in compute alone along
+the compute-efficient frontier. :func:`train_point` and :func:`sweep` train the runs with
+:class:`mathllm.train.Trainer`. Fitting a law to the runs, with its uncertainty, is
+:mod:`mathllm.scaling_fit` (its names are importable from here too, where they used to live).
 
-References: Kaplan et al. 2020 (arXiv:2001.08361), eqs. (1.1), (1.2), (1.5) and Table 2; Hoffmann
-et al. 2022 (arXiv:2203.15556), section 3.3 and appendix D.2; Besiroglu et al. 2024 (arXiv:2404.10102),
-the replication of approach 3; Levenberg 1944, Marquardt 1963; Nocedal & Wright 2006, ch. 10.
-Leaves out: the Huber loss of Hoffmann et al. (plain least squares here), their approaches 1 and 2
-(IsoFLOP profiles), Kaplan's L(N, S) form with the critical batch size, repeated data (Muennighoff
-et al. 2023), learning-rate and batch-size laws.
+References: Kaplan et al. 2020 (arXiv:2001.08361), eqs. (1.1), (1.2), (1.4), (1.5) and Table 2;
+Hoffmann et al. 2022 (arXiv:2203.15556), section 3.3; Besiroglu et al. 2024 (arXiv:2404.10102), the
+replication of approach 3; Yang et al. 2022 (arXiv:2203.03466), muP. Leaves out: Hoffmann et al.'s
+approaches 1 and 2 (IsoFLOP profiles), Kaplan's L(N, S) form with the critical batch size, repeated
+data (Muennighoff et al. 2023), learning-rate and batch-size laws, and muP itself (the sweep scales
+one learning rate for all weights).
 
 Book: :doc:`/notebooks/13_scaling_laws`
 """
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 
-from .checks import check_float_tensor, check_positive_int, check_shape
+from .checks import check_positive_int
 from .data import TokenData
 from .train import TrainConfig, Trainer
 from .transformer import GPTConfig, flops_per_token, matmul_params
 
-PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
+# moved to mathllm.scaling_fit; still importable from here (module __getattr__ at the end)
+_MOVED_TO_FIT = ("PARAM_NAMES", "ScalingFit", "fit_chinchilla", "log_loss_and_jacobian")
 
 
 def _check_positive_values(x, name: str):
@@ -181,207 +180,28 @@ class ChinchillaLaw:
         return N_opt, (C / 6) / N_opt
 
 
-# ---------------------------------------------------------------------------- fitting
-def log_loss_and_jacobian(theta: torch.Tensor, N: torch.Tensor, D: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log L(N, D) of the Chinchilla law and its Jacobian with respect to theta = (e, a, b, alpha, beta).
-
-    With E = exp(e), A = exp(a), B = exp(b), log L = logsumexp(e, a - alpha log N, b - beta log D):
-    Hoffmann et al.'s parameterisation, in which the three terms stay positive. With w = the softmax
-    of the three exponents (each term's share of L), d log L / d(e, a, b) = w and
-    d log L / d(alpha, beta) = (-w_1 log N, -w_2 log D).
-
-    Args:
-        theta: (5,) float tensor; N, D: (n,) tensors > 0.
-    Returns:
-        ``(log_L, J)``: (n,) and (n, 5).
-    """
-    check_shape(theta, "P", name="theta", P=5)
-    check_float_tensor(theta, "theta")
-    (n,) = check_shape(N, "n", name="N")
-    check_shape(D, "n", name="D", n=n)
-    _check_positive_values(N, "N")
-    _check_positive_values(D, "D")
-    e, a, b, alpha, beta = theta
-    logN, logD = torch.log(N), torch.log(D)
-    z = torch.stack([e.expand_as(logN), a - alpha * logN, b - beta * logD], dim=1)  # (n, 3)
-    log_L = torch.logsumexp(z, dim=1)                                                 # (n,)
-    w = torch.softmax(z, dim=1)                                                       # (n, 3)
-    J = torch.stack([w[:, 0], w[:, 1], w[:, 2], -w[:, 1] * logN, -w[:, 2] * logD], dim=1)  # (n, 5)
-    return log_L, J
-
-
-def _as_float64(x, name: str) -> torch.Tensor:
-    if isinstance(x, (str, bytes)) or not hasattr(x, "__len__"):
-        raise TypeError(f"{name} must be a sequence, array or tensor of numbers, got {type(x).__name__}")
-    try:
-        t = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64))
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must hold numbers: {err}") from None
-    if t.dim() != 1:
-        raise ValueError(f"{name} must be 1-d, got shape {tuple(t.shape)}")
-    _check_positive_values(t, name)
-    return t
-
-
-def _starts(N, D, L, n_starts: int) -> list[torch.Tensor]:
-    """Starting points: for each (alpha, beta) of a grid, E, A, B by linear least squares on L-hat / L_i = 1."""
-    grid = torch.linspace(0.05, 1.0, 20, dtype=torch.float64)
-    alpha, beta = [g.reshape(-1, 1) for g in torch.meshgrid(grid, grid, indexing="ij")]          # (k, 1) each
-    X = torch.stack([torch.ones_like(alpha * N), N ** -alpha, D ** -beta], dim=2) / L[:, None]    # (k, n, 3)
-    coef = torch.linalg.lstsq(X, torch.ones_like(X[..., :1])).solution[..., 0]                    # (k, 3)
-    coef = torch.clamp(coef, min=1e-3 * float(L.min()))                                           # keep E, A, B > 0
-    log_L_hat = torch.log(coef[:, :1] + coef[:, 1:2] * N ** -alpha + coef[:, 2:] * D ** -beta)     # (k, n)
-    rss = ((log_L_hat - torch.log(L)) ** 2).sum(dim=1)                                            # (k,)
-    thetas = torch.cat([coef.log(), alpha, beta], dim=1)                                          # (k, 5)
-    return list(thetas[torch.argsort(rss)[:n_starts]])
-
-
-def _levenberg_marquardt(theta, N, D, y, max_iter: int, tol: float):
-    """Minimise sum (log L(theta) - y)^2 by damped Gauss-Newton steps; returns (theta, rss, iterations)."""
-    mu = 1e-3
-    r = log_loss_and_jacobian(theta, N, D)[0] - y
-    rss = float(r @ r)
-    for it in range(1, max_iter + 1):
-        J = log_loss_and_jacobian(theta, N, D)[1]
-        g, H = J.T @ r, J.T @ J                                       # (5,), (5, 5)
-        while True:
-            # (J^T J + mu diag(J^T J)) step = -J^T r: Gauss-Newton for small mu, scaled gradient descent for large
-            step = torch.linalg.solve(H + mu * torch.diag(torch.diag(H) + 1e-12), -g)
-            r_new = log_loss_and_jacobian(theta + step, N, D)[0] - y
-            rss_new = float(r_new @ r_new)
-            if rss_new < rss:
-                break
-            mu *= 10.0
-            if mu > 1e12:                                             # no descent step left: a minimum
-                return theta, rss, it
-        done = rss - rss_new <= tol * rss
-        theta, r, rss, mu = theta + step, r_new, rss_new, max(mu / 10.0, 1e-12)
-        if done:
-            return theta, rss, it
-    return theta, rss, max_iter
-
-
 @dataclass(frozen=True)
-class ScalingFit:
-    """A Chinchilla law fitted to measured losses, with the covariance of its parameters.
+class ComputeLaw:
+    """Kaplan et al. (2020), eq. (1.4): L(C) = (C_c / C)^alpha_C, the loss of the best run for compute C.
 
-    ``theta`` = (log E, log A, log B, alpha, beta) and ``cov`` its (5, 5) covariance
-    s^2 (J^T J)^-1, where s^2 = rss / dof is the variance of the log residuals. ``stderr`` holds
-    the standard errors of E, A, B, alpha, beta (delta method: se(E) = E se(log E)). When the fit
-    drives E to its bound 0 (``E_at_zero``: the data show no floor), log E changes no residual; it is
-    held there, left out of the covariance (its row and column are 0) and its standard error is nan.
-
-    Book: :doc:`/notebooks/13_scaling_laws`
-    """
-
-    law: ChinchillaLaw
-    theta: torch.Tensor
-    cov: torch.Tensor
-    sigma: float        # s, the standard deviation of a log residual: the relative noise of one loss
-    rss: float
-    n_points: int
-    iterations: int
-    E_at_zero: bool = False
-
-    @property
-    def dof(self) -> int:
-        """Degrees of freedom of the residuals: points minus the parameters estimated (5, or 4 with E at 0)."""
-        return self.n_points - (4 if self.E_at_zero else 5)
-
-    @property
-    def stderr(self) -> dict[str, float]:
-        """Standard errors of E, A, B, alpha, beta."""
-        se = torch.sqrt(torch.diag(self.cov))
-        values = [getattr(self.law, name) for name in PARAM_NAMES]
-        out = {name: float(se[i] * (values[i] if i < 3 else 1.0)) for i, name in enumerate(PARAM_NAMES)}
-        return out | {"E": math.nan} if self.E_at_zero else out
-
-    def predict(self, N, D, *, new_observation: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """The fitted loss at (N, D) and its standard error.
-
-        The variance of log L-hat is g^T cov g with g the Jacobian row at (N, D) (delta method);
-        ``new_observation`` adds s^2, the noise of one more measured run, so that the interval is
-        where a new run's loss should fall. The standard error of L is L times that of log L.
-
-        Returns:
-            ``(loss, stderr)``, two float64 arrays shaped as the broadcast of N and D.
-        """
-        _check_positive_values(N, "N")
-        _check_positive_values(D, "D")
-        Nb, Db = np.broadcast_arrays(np.asarray(N, dtype=np.float64), np.asarray(D, dtype=np.float64))
-        log_L, J = log_loss_and_jacobian(self.theta, torch.as_tensor(Nb.reshape(-1)), torch.as_tensor(Db.reshape(-1)))
-        var = torch.einsum("ni,ij,nj->n", J, self.cov, J)            # (n,) = diag(J cov J^T)
-        if new_observation:
-            var = var + self.sigma ** 2
-        loss = torch.exp(log_L)
-        return loss.numpy().reshape(Nb.shape), (loss * torch.sqrt(var)).numpy().reshape(Nb.shape)
-
-    def allocation_exponent(self) -> tuple[float, float]:
-        """a = beta / (alpha + beta), the exponent of N* proportional to C^a, and its standard error."""
-        alpha, beta = float(self.theta[3]), float(self.theta[4])
-        a = beta / (alpha + beta)
-        grad = torch.zeros(5, dtype=torch.float64)
-        grad[3], grad[4] = -beta / (alpha + beta) ** 2, alpha / (alpha + beta) ** 2
-        return a, float(torch.sqrt(grad @ self.cov @ grad))
-
-
-def fit_chinchilla(N, D, L, *, n_starts: int = 5, max_iter: int = 200, tol: float = 1e-12) -> ScalingFit:
-    """Fit L = E + A / N^alpha + B / D^beta to measured losses by least squares in log space.
-
-    Minimises sum_i (log L-hat(N_i, D_i) - log L_i)^2 over theta = (log E, log A, log B, alpha, beta)
-    with Levenberg-Marquardt from the ``n_starts`` best points of a grid over (alpha, beta) (the
-    objective has local minima; Hoffmann et al. start L-BFGS from a grid too). Log residuals weigh
-    each run by its relative error, so a run at loss 3 counts as much as one at loss 1.5.
-
-    Args:
-        N, D, L: 1-d sequences, arrays or tensors of equal length n >= 6 (5 parameters plus at
-            least one degree of freedom for the noise), all > 0: parameters, tokens, losses.
-    Returns:
-        a :class:`ScalingFit`.
+    A power law in compute alone, along the compute-efficient frontier; it says nothing about how C
+    is split between N and D. The defaults are the paper's, alpha_C = 0.050 and C_c = 3.1e8
+    PF-days, here in FLOPs (1 PF-day = 8.64e19 FLOPs); :func:`mathllm.scaling_fit.fit_compute_law`
+    fits one to measured runs.
 
     Book: :doc:`/notebooks/13_scaling_laws`
     """
-    N, D, L = _as_float64(N, "N"), _as_float64(D, "D"), _as_float64(L, "L")
-    if not len(N) == len(D) == len(L):
-        raise ValueError(f"N, D and L must have the same length, got {len(N)}, {len(D)} and {len(L)}")
-    if len(L) < 6:
-        raise ValueError(f"fitting 5 parameters with an error estimate needs at least 6 runs, got {len(L)}")
-    for name, value in (("n_starts", n_starts), ("max_iter", max_iter)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    y = torch.log(L)
-    best = None
-    for theta0 in _starts(N, D, L, n_starts):
-        theta, rss, its = _levenberg_marquardt(theta0, N, D, y, max_iter, tol)
-        if best is None or rss < best[1]:
-            best = (theta, rss, its)
-    theta, rss, its = best
-    _, J = log_loss_and_jacobian(theta, N, D)
-    E_at_zero = bool(J[:, 0].max() < 1e-6)      # E's share of every loss is nil: an active bound, not an estimate
-    for col, term, var in ((1, "A / N^alpha", "N"), (2, "B / D^beta", "D")):
-        if J[:, col].max() < 1e-6:              # the term's share of every loss is nil: the fit switched it off
-            raise ValueError(f"the losses do not fall as {var} grows: the best fit drives {term} to 0 in every run, "
-                             f"and a law L = E + A / N^alpha + B / D^beta with A, B > 0 cannot describe losses "
-                             f"that rise or stay flat with {var}; check the runs (got L from {float(L.min()):.4g} "
-                             f"to {float(L.max()):.4g})")
-    free = torch.arange(1 if E_at_zero else 0, 5)
-    s2 = rss / (len(L) - len(free))
-    H = J[:, free].T @ J[:, free]
-    if torch.linalg.cond(H) > 1e14:
-        warnings.warn("J^T J is nearly singular: the data do not determine the parameters; "
-                      "the standard errors are unreliable")
-    cov = torch.zeros(5, 5, dtype=torch.float64)
-    try:
-        cov[free[:, None], free] = s2 * torch.linalg.inv(H)
-    except torch.linalg.LinAlgError:
-        raise ValueError("J^T J is singular: the data do not determine the five parameters (vary both N and D, "
-                         "over more than one value each)") from None
-    # At the bound, log E ran off towards -inf: exp() of it may be a denormal or exactly 0.0,
-    # depending on how far the iterations went on this CPU. Report the bound itself.
-    law = ChinchillaLaw(E=0.0 if E_at_zero else float(theta[0].exp()), A=float(theta[1].exp()), B=float(theta[2].exp()),
-                        alpha=float(theta[3]), beta=float(theta[4]))
-    return ScalingFit(law=law, theta=theta, cov=cov, sigma=math.sqrt(s2), rss=rss, n_points=len(L), iterations=its,
-                      E_at_zero=E_at_zero)
+
+    C_c: float = 3.1e8 * 8.64e19     # FLOPs
+    alpha_C: float = 0.050
+
+    def __post_init__(self):
+        _check_fields_positive(self)
+
+    def loss(self, C):
+        """The predicted loss of the best run of C FLOPs; broadcasts."""
+        _check_positive_values(C, "C")
+        return (self.C_c / C) ** self.alpha_C
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -414,8 +234,12 @@ def run_config(base: TrainConfig, width: int, steps: int, *, warmup_fraction: fl
     The cosine schedule ends at the run's last step (Hoffmann et al.: a run read off in the middle of
     a longer schedule overestimates the loss at its D), the warm-up is ``warmup_fraction`` of the
     steps, and ``lr``, ``min_lr`` are those of ``base`` times (``base.model.n_embd`` / width)^
-    ``lr_exponent``: with the default 1 the rate falls as 1 / width, the rule muP gives for Adam on
-    hidden matrices (Yang et al. 2022), so that no size runs with a rate tuned for another.
+    ``lr_exponent``: with the default 1 the rate falls as 1 / width for *every* parameter, so that no
+    size runs with a rate tuned for another. This is not muP (Yang et al. 2022, Table 3): muP scales
+    Adam's rate as 1 / width only for the hidden and output matrices, keeps it O(1) for the
+    embedding, the biases and the LayerNorm gains, initialises the output layer with variance
+    1 / width^2 (a 1 / width multiplier on the logits) and scores attention with 1 / d, not
+    1 / sqrt(d). Only the rule for the matrices is borrowed here.
 
     Book: :doc:`/notebooks/13_scaling_laws`
     """
@@ -444,3 +268,11 @@ def sweep(base: TrainConfig, data: TokenData, widths, steps, **kwargs) -> list[d
     if not grid:
         raise ValueError("widths and steps must both be non-empty")
     return [train_point(run_config(base, w, s, **kwargs), data) for w, s in tqdm(grid, desc="sweep", unit="run")]
+
+
+def __getattr__(name: str):
+    """The fit moved to :mod:`mathllm.scaling_fit`; ``from mathllm.scaling import fit_chinchilla`` still works."""
+    if name in _MOVED_TO_FIT:
+        from . import scaling_fit
+        return getattr(scaling_fit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -305,7 +305,7 @@ def test_bad_input():
 def test_fit_whose_log_E_underflows_reports_E_zero(monkeypatch):
     """On some CPUs the iterations push log E so far that exp(log E) is exactly 0.0 (issue 13): the
     fit must report the bound E = 0, not raise from ChinchillaLaw's validation."""
-    import mathllm.scaling as scaling
+    import mathllm.scaling_fit as scaling
 
     real = scaling._levenberg_marquardt
 

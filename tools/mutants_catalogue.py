@@ -410,7 +410,7 @@ CATALOGUE: list[Mutant] = [
        T("schedules"), "linear warm-up gives lr 0 at the first step (off by one)"),
 
     # ------------------------------------------------------------------ 13 scaling laws
-    _m("scaling.covariance_dof_n", "13", "scaling",
+    _m("scaling_fit.covariance_dof_n", "13", "scaling_fit",
        "s2 = rss / (len(L) - len(free))",
        "s2 = rss / len(L)",
        T("scaling"), "fit covariance with n instead of n - p degrees of freedom"),
@@ -418,7 +418,7 @@ CATALOGUE: list[Mutant] = [
        "N_opt = G * (C / 6) ** (self.beta / s)",
        "N_opt = G * (C / 6) ** (self.alpha / s)",
        T("scaling"), "compute-optimal N* grows as C^(alpha/(alpha+beta)) instead of C^(beta/(alpha+beta))"),
-    _m("scaling.jacobian_sign", "13", "scaling",
+    _m("scaling_fit.jacobian_sign", "13", "scaling_fit",
        "-w[:, 1] * logN, -w[:, 2] * logD",
        "w[:, 1] * logN, w[:, 2] * logD",
        T("scaling"), "Jacobian of log L with respect to the exponents with the wrong sign"),
@@ -426,10 +426,14 @@ CATALOGUE: list[Mutant] = [
        "((self.N_c / N) ** (self.alpha_N / self.alpha_D) + self.D_c / D) ** self.alpha_D",
        "((self.N_c / N) ** self.alpha_N + self.D_c / D) ** self.alpha_D",
        T("scaling"), "Kaplan L(N, D) with exponent alpha_N instead of alpha_N / alpha_D inside"),
-    _m("scaling.prediction_noise_sigma", "13", "scaling",
+    _m("scaling_fit.prediction_noise_sigma", "13", "scaling_fit",
        "var = var + self.sigma ** 2",
        "var = var + self.sigma",
        T("scaling"), "prediction interval adds s instead of s^2 to the variance"),
+    _m("scaling_fit.sandwich_meat_abs_r", "13", "scaling_fit",
+       "meat = Jf.T @ (r[:, None] ** 2 * Jf)",
+       "meat = Jf.T @ (r[:, None].abs() * Jf)",
+       T("scaling_fit"), "sandwich covariance weights J^T J by |r_i| instead of r_i^2"),
 
     # ------------------------------------------------------------------ 14 parallel training
     _m("distributed.all_reduce_mean_no_divide", "14", "distributed",
