@@ -28,6 +28,7 @@ Book: :doc:`/notebooks/04_calculus_autodiff`
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -126,3 +127,25 @@ def checkpointed_backward(layers, x: torch.Tensor, loss_fn, segments: int | None
     if x.requires_grad:
         x.grad = g.clone() if x.grad is None else x.grad + g
     return CheckpointStats(loss=float(loss.detach()), segments=segments, peak_stored=peak, layer_calls=calls)
+
+
+def saved_activation_peak(run, shape) -> int:
+    """The most tensors of ``shape`` that autograd saves for backward and holds alive at once during ``run()``.
+
+    An independent count, from torch's own saved-tensor hooks (``torch.autograd.graph.saved_tensors_hooks``):
+    each tensor a backward rule keeps is seen as it is saved, and a weak reference tells whether it
+    is still alive. Tensors sharing storage count once.
+    """
+    check_callable(run, "run")
+    live, peak = [], 0
+
+    def pack(t):
+        nonlocal peak
+        if tuple(t.shape) == tuple(shape):
+            live.append(weakref.ref(t))
+            peak = max(peak, len({r().data_ptr() for r in live if r() is not None}))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        run()
+    return peak

@@ -17,7 +17,7 @@ written once runs on a torch tensor and on a Dual.
 
 Reference: Griewank & Walther, *Evaluating Derivatives* (2008), chapter 3; Baydin et al.,
 "Automatic differentiation in machine learning: a survey" (2018).
-Leaves out: matrix products, several tangents at once (a batch of ``v``), nested (higher-order)
+Leaves out: products of two dual matrices (only a constant matrix times a dual), several tangents at once (a batch of ``v``), nested (higher-order)
 duals, and forward-over-reverse Hessian-vector products.
 
 Book: :doc:`/notebooks/04_calculus_autodiff`
@@ -60,6 +60,7 @@ class Dual:
     """
 
     __slots__ = ("val", "dot")
+    __array_ufunc__ = None  # numpy defers to us: A @ x with an array A calls Dual.__rmatmul__
 
     def __init__(self, val, dot=0.0):
         self.val = _as_array(val, "val")
@@ -126,6 +127,14 @@ class Dual:
         return Dual(t, (1.0 - t * t) * self.dot)
 
     # -- array plumbing (linear maps act on the tangent as on the value)
+    def __rmatmul__(self, A) -> "Dual":
+        A = _as_array(A, "A")  # a constant matrix: A (a + b eps) = A a + (A b) eps
+        return Dual(A @ self.val, A @ self.dot)
+
+    def __matmul__(self, A) -> "Dual":
+        A = _as_array(A, "A")
+        return Dual(self.val @ A, self.dot @ A)
+
     def __getitem__(self, index) -> "Dual":
         return Dual(np.asarray(self.val)[index], np.asarray(self.dot)[index])
 

@@ -113,3 +113,11 @@ def test_bad_inputs():
         checkpointed_backward(layers, x, lambda h: h)
     with pytest.raises(TypeError):
         checkpointed_backward(layers, torch.ones(1, 6, dtype=torch.long), loss_fn)
+
+
+def test_saved_activation_peak_agrees_with_the_tests_own_count():
+    from mathllm.activation_checkpointing import saved_activation_peak
+    layers = _chain(9, width=3)
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    run = lambda: checkpointed_backward(layers, x, torch.sum, 3)  # noqa: E731
+    assert saved_activation_peak(run, x.shape) == _peak_live_saved_activations(run, x.shape) == 4

@@ -71,3 +71,13 @@ def test_bad_inputs():
         Dual("a")
     with pytest.raises(ValueError, match="1-d"):
         jacobian_forward(lambda x: x, np.ones((2, 2)))
+
+
+def test_constant_matrix_times_dual():
+    rng = np.random.default_rng(4)
+    A, x, v = rng.normal(size=(5, 3)), rng.normal(size=3), rng.normal(size=3)
+    val, jv = jvp(lambda q: (A @ q).tanh(), x, v)
+    t_val, t_jv = torch.func.jvp(lambda q: torch.tanh(torch.tensor(A) @ q), (torch.tensor(x),), (torch.tensor(v),))
+    np.testing.assert_allclose(jv, t_jv.numpy(), rtol=1e-12, atol=1e-14)
+    out = Dual(x, v) @ A.T
+    np.testing.assert_allclose(out.dot, v @ A.T, rtol=1e-14)
