@@ -17,6 +17,7 @@ checked against the truth".
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -135,3 +136,93 @@ def bootstrap_ci(num: torch.Tensor, den: torch.Tensor | None = None, *, level: f
     estimate = float(num.double().sum() / (den.double().sum() if den is not None else num.numel()))
     return ConfidenceInterval(estimate, *percentile_interval(reps, level), level)
 
+
+
+# ---------------------------------------------------------------------------- training seeds
+def t_critical(level: float, dof: int) -> float:
+    """The two-sided Student-t critical value ``c`` with ``P(|T| <= c) = level`` for ``dof`` degrees of freedom.
+
+    ``P(|T| <= t)`` has a finite closed form for integer ``dof`` (Abramowitz and Stegun 26.7.3-4) in
+    ``theta = atan(t / sqrt(dof))``; ``c`` is found from it by bisection.
+
+    Book: :doc:`/notebooks/17_evaluation`, section "How much does the training seed matter?"
+    """
+    level = _check_level(level)
+    check_positive_int(dof, "dof")
+
+    def inside(t: float) -> float:  # P(|T| <= t)
+        th = math.atan(t / math.sqrt(dof))
+        s, c2, term, total = math.sin(th), math.cos(th) ** 2, 1.0, 1.0
+        if dof % 2 == 0:  # sin(th) (1 + c2/2 + 1*3 c2^2/(2*4) + ...), dof/2 terms
+            for j in range(1, dof // 2):
+                term *= c2 * (2 * j - 1) / (2 * j)
+                total += term
+            return s * total
+        if dof == 1:
+            return 2 * th / math.pi
+        for j in range(1, (dof - 1) // 2):  # (2/pi)(th + sin cos (1 + 2/3 c2 + 2*4/(3*5) c2^2 + ...))
+            term *= c2 * (2 * j) / (2 * j + 1)
+            total += term
+        return 2 / math.pi * (th + s * math.cos(th) * total)
+
+    lo, hi = 0.0, 1.0
+    while inside(hi) < level:  # bracket: P(|T| <= t) increases to 1
+        lo, hi = hi, 2 * hi
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if inside(mid) < level else (lo, mid)
+    return (lo + hi) / 2
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """One metric of ``k`` models trained alike but for the seed, all on one evaluation sample.
+
+    Each interval covers one source of uncertainty, or both (see :func:`seed_spread`).
+    """
+
+    per_seed: torch.Tensor        # (k,) float64 metric of each seed's model on the sample
+    seed_sd: float                # standard deviation over the seeds (k - 1 in the denominator)
+    sample_se: float              # bootstrap standard error of the seed mean, from resampling the sample
+    sample: ConfidenceInterval    # the sample only: percentile bootstrap of the seed mean
+    seeds: ConfidenceInterval     # the seeds only: mean +- t_{k-1} sd / sqrt(k)
+    total: ConfidenceInterval     # both: mean +- t_{k-1} sqrt(sd^2 / k + sample_se^2)
+
+
+def seed_spread(num: torch.Tensor, den: torch.Tensor | None = None, *, level: float = 0.95, n_boot: int = 1000,
+                block: int = 1, generator: torch.Generator | None = None) -> SeedSpread:
+    """Separate the two uncertainties of a metric of a training recipe: the evaluation sample and the seed.
+
+    Row ``s`` of ``num`` (k, n) holds the per-token values (nats) of the model trained with seed ``s``
+    on the *same* n tokens; its metric is ``sum(num[s]) / sum(den[s])``. The recipe's metric is the
+    mean over seeds, ``m``. Two things would change ``m`` on a rerun:
+
+    - another evaluation sample: the block bootstrap resamples the tokens, the same blocks for every
+      seed (:func:`bootstrap`), giving ``sample`` and its standard error ``se``;
+    - other seeds: the seed metrics scatter with standard deviation ``sd``; with ``k`` seeds the
+      Student-t interval ``m +- t_{k-1} sd / sqrt(k)`` is ``seeds``.
+
+    They are independent, so their variances add: ``total`` is ``m +- t_{k-1} sqrt(sd^2 / k + se^2)``
+    (k - 1 degrees of freedom: conservative when the sample term dominates).
+
+    Args:
+        num: (k, n) values, k >= 2 seeds.  den: (k, n) or None for ones.
+        level, n_boot, block, generator: as :func:`bootstrap_ci`.
+
+    Book: :doc:`/notebooks/17_evaluation`, section "How much does the training seed matter?"
+    """
+    k, n = check_shape(num, "k n", name="num")
+    if k < 2:
+        raise ValueError(f"num must hold at least 2 seeds (rows) to have a spread over seeds, got shape {(k, n)}")
+    if den is not None:
+        check_shape(den, "k n", name="den", k=k, n=n)
+    level = _check_level(level)
+    reps = bootstrap(num, den, n_boot=n_boot, block=block, generator=generator).mean(1)  # (n_boot,) seed means
+    d = den.double() if den is not None else torch.ones_like(num, dtype=torch.float64)
+    per_seed = num.double().sum(1) / d.sum(1)                                          # (k,)
+    m, sd, se = float(per_seed.mean()), float(per_seed.std()), float(reps.std())
+    t = t_critical(level, k - 1)
+    half_seeds, half_total = t * sd / math.sqrt(k), t * math.sqrt(sd ** 2 / k + se ** 2)
+    return SeedSpread(per_seed, sd, se, ConfidenceInterval(m, *percentile_interval(reps, level), level),
+                      ConfidenceInterval(m, m - half_seeds, m + half_seeds, level),
+                      ConfidenceInterval(m, m - half_total, m + half_total, level))

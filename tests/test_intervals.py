@@ -7,7 +7,7 @@ import scipy.signal
 import scipy.stats
 import torch
 
-from mathllm.intervals import bootstrap, bootstrap_ci, percentile_interval
+from mathllm.intervals import bootstrap, bootstrap_ci, percentile_interval, seed_spread, t_critical
 
 pytestmark = pytest.mark.numerics  # statistical claims: rerun under other kernels and seeds
 
@@ -123,3 +123,67 @@ def test_percentile_interval_of_no_replicates_is_refused():
     """Issue 15: torch's "quantile() input tensor must be non-empty" before the fix."""
     with pytest.raises(ValueError, match=r"replicates must hold at least one replicate, got shape \(0,\)"):
         percentile_interval(torch.zeros(0))
+
+
+# ---------------------------------------------------------------------------- training seeds
+@pytest.mark.parametrize("level", [0.5, 0.9, 0.95, 0.99])
+def test_t_critical_agrees_with_scipy(level):
+    for dof in list(range(1, 41)) + [100, 1000]:
+        assert t_critical(level, dof) == pytest.approx(scipy.stats.t.ppf((1 + level) / 2, dof), rel=1e-9)
+
+
+def test_seed_spread_agrees_with_numpy_and_scipy():
+    g = torch.Generator().manual_seed(8)
+    num = torch.randn(4, 600, generator=g, dtype=torch.float64) + torch.tensor([[0.0], [0.2], [0.5], [0.1]])
+    s = seed_spread(num, n_boot=2000, block=2, level=0.9, generator=torch.Generator().manual_seed(9))
+    per_seed = num.numpy().mean(1)
+    np.testing.assert_allclose(s.per_seed.numpy(), per_seed, rtol=1e-12)
+    assert s.seed_sd == pytest.approx(np.std(per_seed, ddof=1), rel=1e-12)
+    low, high = scipy.stats.t.interval(0.9, 3, loc=per_seed.mean(), scale=scipy.stats.sem(per_seed))
+    assert (s.seeds.low, s.seeds.high) == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
+    # the sample term: the same blocks for every seed, so it is the bootstrap of the seed-mean per token
+    reps = bootstrap(num, n_boot=2000, block=2, generator=torch.Generator().manual_seed(9)).mean(1)
+    assert s.sample_se == pytest.approx(float(reps.std()), rel=1e-12)
+    assert (s.sample.low, s.sample.high) == percentile_interval(reps, 0.9)
+    se_iid = np.std(num.numpy().mean(0), ddof=0) / math.sqrt(600)             # iid noise: the plug-in se
+    assert s.sample_se == pytest.approx(se_iid, rel=0.15)                       # 300 blocks: ~4% sampling error
+    half = scipy.stats.t.ppf(0.95, 3) * math.sqrt(np.var(per_seed, ddof=1) / 4 + s.sample_se ** 2)
+    assert (s.total.low, s.total.high) == (pytest.approx(per_seed.mean() - half, rel=1e-9),
+                                           pytest.approx(per_seed.mean() + half, rel=1e-9))
+
+
+def test_seed_spread_of_ratios_uses_the_ratio_of_sums():
+    num, den = torch.tensor([[1.0, 3.0], [2.0, 2.0]]), torch.tensor([[1.0, 3.0], [1.0, 3.0]])
+    s = seed_spread(num, den, n_boot=50, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(s.per_seed.numpy(), [1.0, 1.0])                # 4/4 and 4/4, not (1 + 1)/2, (2 + 2/3)/2
+
+
+def test_only_the_total_interval_covers_the_recipe_when_seeds_vary():
+    # metric of seed s on token j: mu + a_s + e_sj; the recipe's value is mu, a_s ~ N(0, 0.3^2) per seed
+    g = torch.Generator().manual_seed(10)
+    cover = {"sample": 0, "seeds": 0, "total": 0}
+    runs = 200
+    for _ in range(runs):
+        a = 0.3 * torch.randn(3, 1, generator=g, dtype=torch.float64)
+        e = torch.randn(3, 400, generator=g, dtype=torch.float64) + torch.randn(1, 400, generator=g, dtype=torch.float64)
+        s = seed_spread(1.0 + a + e, n_boot=200, generator=g)
+        for name in cover:
+            cover[name] += 1.0 in getattr(s, name)
+    # the sample interval (half-width ~0.11) ignores a_s, whose mean has sd 0.17: it covers with chance
+    # ~P(|Z| < 0.6) ~ 0.47; the total one holds its level (t with 2 dof is conservative when the text
+    # term is not small). The binomial sd of a share over 200 runs is at most 0.035
+    assert cover["sample"] / runs < 0.75
+    assert cover["total"] / runs > 0.9 and cover["total"] >= cover["seeds"]
+
+
+def test_seed_spread_bad_inputs_raise():
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        seed_spread(torch.ones(1, 10))
+    with pytest.raises(ValueError):
+        seed_spread(torch.ones(10))
+    with pytest.raises(ValueError):
+        seed_spread(torch.ones(2, 10), torch.ones(3, 10))
+    with pytest.raises(ValueError):
+        t_critical(0.95, 0)
+    with pytest.raises(ValueError):
+        t_critical(1.0, 3)
