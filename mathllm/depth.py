@@ -25,7 +25,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .checks import check_float_tensor, check_instance, check_positive_int, check_str
+from .checks import check_float_tensor, check_instance, check_positive, check_positive_int, check_str
 from .layers import Block, LayerNorm
 from .transformer import gpt2_init_
 
@@ -51,12 +51,14 @@ class DepthStack(nn.Module):
     """``n_layer`` causal layers of width ``n_embd`` in one of :data:`ARRANGEMENTS`, GPT-2 initialised.
 
     Parameters ``layers`` (the L blocks) and ``norm_f`` (LayerNorm for "prenorm", else identity:
-    post-norm layers already end in a norm). Input and output (B, T, C).
+    post-norm layers already end in a norm). ``eps``: the epsilon of every LayerNorm (torch's and
+    GPT-2's 1e-5 by default). Input and output (B, T, C).
 
     Book: :doc:`/notebooks/11_transformer`
     """
 
-    def __init__(self, arrangement: str, n_layer: int = 24, n_embd: int = 32, n_head: int = 4):
+    def __init__(self, arrangement: str, n_layer: int = 24, n_embd: int = 32, n_head: int = 4,
+                 eps: float = 1e-5):
         super().__init__()
         check_str(arrangement, "arrangement")
         if arrangement not in ARRANGEMENTS:
@@ -64,6 +66,7 @@ class DepthStack(nn.Module):
         check_positive_int(n_layer, "n_layer")
         check_positive_int(n_embd, "n_embd")
         check_positive_int(n_head, "n_head")
+        check_positive(eps, "eps")
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
         self.arrangement, self.n_embd = arrangement, n_embd
@@ -73,6 +76,9 @@ class DepthStack(nn.Module):
             layers = [Block(n_embd, n_head, causal=True, prenorm=arrangement == "prenorm") for _ in range(n_layer)]
         self.layers = nn.ModuleList(layers)
         self.norm_f = LayerNorm(n_embd) if arrangement == "prenorm" else nn.Identity()
+        for m in self.modules():  # the epsilon of every norm: a sublayer output whose variance is
+            if isinstance(m, LayerNorm):  # below eps is not scaled back up to unit variance
+                m.eps = eps
         gpt2_init_(self, n_residual=2 * n_layer)  # N(0, 0.02^2); projections into the stream / sqrt(2L)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
