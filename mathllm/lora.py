@@ -298,7 +298,7 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 # ---------------------------------------------------------------------------- training
 def fine_tune_trainer(model: GPT, config: TrainConfig, data: TokenData, lora: LoRAConfig | None = None, *,
-                      generator: torch.Generator | None = None) -> Trainer:
+                      generator: torch.Generator | None = None, batches=None) -> Trainer:
     """A :class:`mathllm.train.Trainer` that continues from ``model``'s weights on ``data``.
 
     The trainer builds ``GPT(model.config)``, copies ``model``'s weights into it, wraps it with
@@ -311,6 +311,12 @@ def fine_tune_trainer(model: GPT, config: TrainConfig, data: TokenData, lora: Lo
     ``config.resume`` (or ``init_from="resume"``) a killed fine-tuning run, full or LoRA, continues
     from its newest checkpoint exactly (adapters, optimizer moments, data order, random state).
 
+    ``batches``, when given, is where the training batches come from instead of windows of
+    ``data.train``: any object with the interface of :class:`mathllm.data.Batches` (``next``,
+    ``state_dict``, ``load_state_dict``), such as the prompt-masked rows of
+    :class:`mathllm.sft.SFTBatches`. ``data`` still serves :meth:`~mathllm.train.Trainer.evaluate`.
+    Such a run does not resume (the trainer would restore its own windows' state).
+
     Book: :doc:`/notebooks/15_fine_tuning`
     """
     if not isinstance(model, GPT):
@@ -321,6 +327,12 @@ def fine_tune_trainer(model: GPT, config: TrainConfig, data: TokenData, lora: Lo
         raise ValueError("model holds LoRA adapters: pass the base model (remove_lora() merges them)")
     if config.compile:
         raise ValueError("fine_tune_trainer trains eagerly: set compile=False")
+    if batches is not None:
+        if not all(callable(getattr(batches, f, None)) for f in ("next", "state_dict", "load_state_dict")):
+            raise TypeError(f"batches must have the methods next, state_dict and load_state_dict of "
+                            f"mathllm.data.Batches, got {type(batches).__name__}")
+        if config.resume or config.init_from == "resume":
+            raise ValueError("a run with its own batches does not resume: leave resume off")
     if data.vocab_size > model.config.vocab_size:
         raise ValueError(f"the data has {data.vocab_size} token ids, the model only {model.config.vocab_size}: "
                          f"fine-tuning data must use the pre-trained model's tokenizer")
@@ -338,4 +350,6 @@ def fine_tune_trainer(model: GPT, config: TrainConfig, data: TokenData, lora: Lo
     trainer = Trainer(replace(config, model=model.config, vocab_from_data=False), data, init=init)
     if trainer.dist.world_size > 1:
         raise ValueError("fine_tune_trainer runs in one process; under torchrun wrap the model yourself")
+    if batches is not None:
+        trainer.batches = batches
     return trainer
