@@ -12,8 +12,13 @@ first where two overlap, and the text on each side is pre-tokenized on its own.
 split for good, which is what lets :meth:`mathllm.bpe.BPETokenizer.encode_iterable` stream a file with bounded memory
 and still give exactly the ids of encoding it whole.
 
-Leaves out: the later GPT-4 (``cl100k``) pattern, case-insensitive contractions, Unicode
-normalization.
+GPT-4's ``cl100k_base`` pattern (:data:`CL100K_SPLIT_PATTERN`, as published in ``tiktoken``'s
+``openai_public.py``; ``pretokenize(text, CL100K_SPLIT_PATTERN)``) changes three things:
+contractions match in any case, digit runs are cut into groups of at most three, and newlines
+are grouped with the whitespace and symbols before them. Its possessive quantifiers (``?+``,
+``++``) only forbid backtracking. The streaming helpers below know GPT-2's pattern only.
+
+Leaves out: Unicode normalization; streaming with the cl100k pattern.
 
 Book: :doc:`/notebooks/08_tokenization`
 """
@@ -28,21 +33,36 @@ import regex  # the `re` module has no \p{L} (Unicode letter) classes
 from .checks import check_str
 
 GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+CL100K_SPLIT_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+"""
+                        r"""| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""")
 _PRETOKEN = regex.compile(GPT2_SPLIT_PATTERN)
 _SPACES = regex.compile(r"\s*")  # the same \s as the pattern (not str.isspace, which differs)
 _BOUNDARY = regex.compile(r"(?r)\S\s")  # searched backwards: the last non-space followed by a space
 _LOOKAHEAD = 3  # the longest contraction, "'re", reads 3 characters before it can fail
 
 
-def pretokenize(text: str) -> list[str]:
-    """The GPT-2 pre-tokens of ``text``; they concatenate back to ``text``.
+@functools.lru_cache(maxsize=8)
+def _compiled(pattern: str):
+    return regex.compile(pattern)
+
+
+def pretokenize(text: str, pattern: str = GPT2_SPLIT_PATTERN) -> list[str]:
+    """The pre-tokens of ``text`` under ``pattern`` (GPT-2's by default); they concatenate back to ``text``.
 
     >>> pretokenize("Hello world's  end!!\\n")
     ['Hello', ' world', "'s", ' ', ' end', '!!', '\\n']
+    >>> pretokenize("DON'T 12345", CL100K_SPLIT_PATTERN)
+    ['DON', "'T", ' ', '123', '45']
 
     Book: :doc:`/notebooks/08_tokenization`
     """
-    return _PRETOKEN.findall(check_str(text, "text"))
+    check_str(text, "text")
+    if pattern == GPT2_SPLIT_PATTERN:
+        return _PRETOKEN.findall(text)
+    try:
+        return _compiled(check_str(pattern, "pattern")).findall(text)
+    except regex.error as err:
+        raise ValueError(f"pattern is not a valid regular expression: {err}") from None
 
 
 def check_special_tokens(special_tokens: Iterable[str] | None) -> tuple[str, ...]:
