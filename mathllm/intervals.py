@@ -9,11 +9,17 @@ block (the non-overlapping block bootstrap, Carlstein 1986). Several statistics 
 correlated (used by :func:`mathllm.evaluate.compare_bits_per_byte`). The interval is the percentile
 interval of the replicates (Efron and Tibshirani 1993, ch. 13).
 
-Leaves out: BCa and studentized intervals, the moving-block and stationary bootstraps, choosing the
-block length from the data.
+All of these cover the evaluation sample of one trained model. :func:`seed_spread` adds the second
+source of uncertainty, the training seed: for ``k`` models trained alike but for the seed and scored on
+the same sample, the variance of their mean loss is about ``s^2 / k + se^2`` (the spread over seeds
+and the bootstrap standard error from the text), with a Student-t factor on ``k - 1`` degrees of
+freedom (:func:`t_critical`).
 
-Book: notebooks/17_evaluation.ipynb, sections "How sure are we of the loss?" and "A bootstrap
-checked against the truth".
+Leaves out: BCa and studentized intervals, the moving-block and stationary bootstraps, choosing the
+block length from the data, mixed-effects models of seeds and passages (the seed-by-text interaction).
+
+Book: notebooks/17_evaluation.ipynb, sections "How sure are we of the loss?", "A bootstrap
+checked against the truth" and "How much does the training seed matter?".
 """
 from __future__ import annotations
 

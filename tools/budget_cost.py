@@ -379,7 +379,7 @@ def _ch13(s):
     base = GPTConfig(block_size=32, n_layer=2, n_head=2, n_embd=32)
     runs = [(w, st) for w in s["WIDTHS"] for st in s["STEPS"]]
     runs += [(s["WIDTHS"][1], s["STEPS"][1])] * 2                       # two more seeds of one point
-    runs += [(s["HOLDOUT_WIDTH"], s["HOLDOUT_STEPS"])]                 # the held-out prediction
+    runs += list(s["HOLDOUT"])                                          # the held-out predictions
     out = []
     for w, st in runs:
         cfg = replace(base, n_embd=w)
@@ -387,7 +387,7 @@ def _ch13(s):
     flops = sum(w.flops for w in out)
     steps = sum(w.steps for w in out)
     return [Workload(f"{len(runs)} training runs: the {len(s['WIDTHS'])} x {len(s['STEPS'])} sweep, 2 repeats, "
-                     f"the held-out width {s['HOLDOUT_WIDTH']}",
+                     f"{len(s['HOLDOUT'])} held-out runs",
                      "; ".join(f"C={w} {st}" for w, st in runs) + " (batch 16 x 32, L = 2, eval 2 x 25 batches)",
                      flops=flops, steps=steps)]
 
@@ -402,14 +402,20 @@ def _ch15(s):
     ev = s["EVAL_BATCHES"] * b * m.block_size                           # one mean_loss over fixed batches
     pre = TrainConfig(model=m, batch_size=b, max_steps=s["PRETRAIN_STEPS"], lr=3e-3, min_lr=3e-4, warmup_steps=20,
                       weight_decay=0.1, eval_interval=0, out_dir="")
-    ft_evals = 2 * 7                                                    # qa and Shakespeare, at 7 points of each run
+    rows = replace(m, block_size=23)                                    # one question per row: 23 positions
+    n_runs = s["SEEDS"] * sum(len(r) for r in s["RATES"].values())      # the sweep: both methods, every rate and seed
+    per_run = ev + 100 * 23                                             # Shakespeare loss + the test answers' loss
+    gpt2 = GPTConfig.gpt2_small(block_size=16)                          # BPE questions of about 16 tokens
     return [
         trainer_run("pre-training the base model", pre),
-        gpt_training("full fine-tuning and LoRA, FT_STEPS each, with 2 x 7 evaluations",
-                     m, 2 * s["FT_STEPS"], b, eval_tokens=2 * ft_evals * ev, forwards=2 * ft_evals * s["EVAL_BATCHES"]),
-        gpt_training("truncated updates: 6 ranks x one evaluation, + 6 more", m, 0, b,
-                     eval_tokens=12 * ev, forwards=12 * s["EVAL_BATCHES"]),
-        generation("greedy answers to 100 test words, 4 models", m, 4 * 100 * 10),
+        gpt_training(f"the sweep: {n_runs} fine-tuning runs of FT_STEPS steps, 32 questions each, and their evaluations",
+                     rows, n_runs * s["FT_STEPS"], 32, eval_tokens=n_runs * per_run,
+                     forwards=n_runs * (s["EVAL_BATCHES"] + 1)),
+        generation("greedy answers to 100 test questions, once per run (batched)", rows, (n_runs + 2) * 7, rows=100),
+        gpt_training("truncated updates: 6 ranks x the test answers' loss", rows, 0, 1, eval_tokens=6 * 100 * 23,
+                     forwards=6),
+        gpt_training("GPT-2 small with rank-8 adapters: 100 steps of 16 questions (GPU)", gpt2, 100, 16,
+                     eval_tokens=2 * 100 * 16, forwards=2),
     ]
 
 
@@ -448,6 +454,9 @@ def _ch17(s):
                  steps=s["N_ATTACKS"] * 60, flops=s["N_ATTACKS"] * (50 + 230 / 3) * flops_per_token(char) * 64),
         gpt_training("exact substitution margins: T x V forward passes of T tokens for n_brute contexts",
                      char, 0, 1, eval_tokens=s["n_brute"] * 64 * 65 * 64, forwards=s["n_brute"] * 64 * 65 // 512),
+        gpt_training("seed study: SEEDS character GPTs of SEED_STEPS steps, each evaluated on the held-out text",
+                     char, s["SEEDS"] * s["SEED_STEPS"], 32, eval_tokens=s["SEEDS"] * val * 64 // 32,
+                     forwards=s["SEEDS"] * val // 32 // 64),
     ]
 
 
@@ -515,16 +524,18 @@ CHAPTERS = {
     "13": Chapter("13_scaling_laws.ipynb", (
         P("WIDTHS", "runtime.pick(small=[8, 16, 32, 48], full=[32, 64, 128, 256])"),
         P("STEPS", "runtime.pick(small=[250, 500, 1000], full=[250, 500, 1000])"),
-        P("HOLDOUT_WIDTH", "runtime.pick(small=64, full=384)"),
-        P("HOLDOUT_STEPS", "runtime.pick(small=1000, full=1000)")), _ch13),
+        P("HOLDOUT", "runtime.pick(small=[(64, 1000), (48, 1500)], full=[(384, 1000), (256, 1500)])")), _ch13),
     "14": Chapter("14_parallel_training.ipynb", (P("p", "runtime.pick(small=(2, 3), full=(2, 3, 4))"),), _ch14),
     "15": Chapter("15_fine_tuning.ipynb", (
         P("MODEL", "runtime.pick(small=GPTConfig(block_size=64, n_layer=2, n_head=4, n_embd=64), "
                    "full=GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128))"),
         P("BATCH", "runtime.pick(small=32, full=64)"),
         P("PRETRAIN_STEPS", "runtime.pick(small=400, full=3000)"),
-        P("FT_STEPS", "runtime.pick(small=150, full=600)"),
         P("EVAL_BATCHES", "runtime.pick(small=8, full=32)"),
+        P("FT_STEPS", "runtime.pick(small=100, full=400)"),
+        P("RATES", "runtime.pick(small={'full': (1e-3, 3e-3, 1e-2, 3e-2), 'LoRA': (3e-3, 1e-2, 3e-2)}, "
+                   "full={'full': (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), 'LoRA': (1e-3, 3e-3, 1e-2, 3e-2)})"),
+        P("SEEDS", "runtime.pick(small=2, full=3)"),
         P("gain_bound", "runtime.pick(small=0.8, full=0.5)")), _ch15),   # a tolerance, not a cost
     "16": Chapter("16_interpretability.ipynb", (
         P("CHAR_STEPS", "runtime.pick(small=500, full=3000)"),
@@ -537,7 +548,9 @@ CHAPTERS = {
         P("COVERAGE_RUNS", "runtime.pick(small=200, full=1000)"),
         P("N_ATTACKS", "runtime.pick(small=20, full=100)"),
         P("n_sample", "runtime.pick(small=2000, full=5000)"),
-        P("n_brute", "runtime.pick(small=3, full=20)")), _ch17),
+        P("n_brute", "runtime.pick(small=3, full=20)"),
+        P("SEEDS", "runtime.pick(small=3, full=5)"),
+        P("SEED_STEPS", "runtime.pick(small=100, full=400)")), _ch17),
 }
 
 
