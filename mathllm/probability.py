@@ -246,6 +246,28 @@ def sample(p: torch.Tensor, num_samples: int, generator: torch.Generator | None 
     return torch.searchsorted(cdf.contiguous(), u, right=True)
 
 
+def binomial_count_band(p: torch.Tensor, n: int, tail: float = 1e-7) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact bounds (lo, hi) on the count of each outcome in ``n`` draws from ``p``: (..., V) -> 2 x (..., V).
+
+    The count of outcome i is Binomial(n, p_i); lo and hi are its ``tail`` and 1 - ``tail`` quantiles,
+    so P(count < lo) < tail and P(count > hi) <= tail. A correct sampler leaves the band of some
+    outcome with probability below 2 V tail. Unlike a band of +-5 standard errors, this holds for
+    outcomes whose expected count n p_i is near or below 1, where the normal approximation fails
+    (one draw of a p = 1e-7 outcome is 4.5 standard errors away at n = 2e5).
+    """
+    import scipy.stats
+    check_tensor(p, "p")
+    if not p.is_floating_point() or not torch.isfinite(p).all() or ((p < 0) | (p > 1)).any():
+        raise ValueError("p must be a floating tensor of probabilities in [0, 1]")
+    check_positive_int(n, "n")
+    if isinstance(tail, bool) or not isinstance(tail, (int, float)) or not 0 < tail < 0.5:
+        raise ValueError(f"tail must be a number in (0, 0.5), got {tail!r}")
+    pn = p.detach().double().cpu().numpy()
+    lo = torch.as_tensor(scipy.stats.binom.ppf(tail, n, pn), dtype=torch.float64)
+    hi = torch.as_tensor(scipy.stats.binom.isf(tail, n, pn), dtype=torch.float64)
+    return lo, hi
+
+
 # ---------------------------------------------------------------------------- limit theorems
 def running_mean(x: torch.Tensor) -> torch.Tensor:
     """Sample means of the first 1, 2, ..., N values: (N,) -> (N,). The law of large numbers says they converge to E[X]."""

@@ -351,3 +351,26 @@ def test_kl_divergence_is_the_one_kl_and_matches_f_kl_div():
     assert not hasattr(losses, "kl_divergence") and not hasattr(P, "cross_entropy")   # one definition each
     with pytest.raises(ValueError, match="sum to 1"):
         P.kl_divergence(q, torch.full((4, 6), 0.5, dtype=torch.float64))
+
+
+@pytest.mark.numerics
+def test_binomial_count_band_is_exact_and_holds_for_rare_outcomes():
+    import scipy.stats
+    p = torch.tensor([0.5, 0.3, 0.2 - 2e-7, 1e-7, 1e-7], dtype=torch.float64)
+    n, tail = 200_000, 1e-7
+    lo, hi = P.binomial_count_band(p, n, tail)
+    for i in range(5):
+        B = scipy.stats.binom(n, p[i].item())
+        assert B.cdf(lo[i].item() - 1) < tail <= B.cdf(lo[i].item()) + 1e-300
+        assert B.sf(hi[i].item()) <= tail < B.sf(hi[i].item() - 1)
+    assert hi[3] >= 1  # one draw of a rare outcome is not a failure
+    # the band of a common outcome is about +-5.3 standard errors
+    se = math.sqrt(n * 0.25)
+    assert 5.0 * se < hi[0].item() - n * 0.5 < 5.6 * se
+    counts = torch.bincount(torch.multinomial(p.float(), n, replacement=True,
+                                              generator=torch.Generator().manual_seed(0)), minlength=5)
+    assert ((counts >= lo) & (counts <= hi)).all()
+    with pytest.raises(ValueError, match="tail"):
+        P.binomial_count_band(p, n, 0.7)
+    with pytest.raises(ValueError, match="probabilities"):
+        P.binomial_count_band(-p, n)
