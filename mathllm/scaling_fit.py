@@ -193,24 +193,29 @@ class ScalingFit:
         loss = torch.exp(log_L)
         return loss.numpy().reshape(Nb.shape), (loss * torch.sqrt(var)).numpy().reshape(Nb.shape)
 
-    def terms_at(self, N0, D0, robust: bool = False) -> dict[str, tuple[float, float]]:
-        """The three terms of the law at (N0, D0), each with its standard error.
+    def local_slopes(self, N0, D0, robust: bool = False) -> dict[str, tuple[float, float]]:
+        """The fitted loss at (N0, D0) and its two local slopes, each with its standard error.
 
-        ``{"E": ..., "A/N^alpha": ..., "B/D^beta": ...}`` of ``(value, stderr)``. A term
-        exp(a - alpha log N0) has log-gradient (1, -log N0) in (a, alpha), so near the centre of the
-        runs, where a and alpha trade off, it is far better determined than A and alpha are.
+        ``{"L": ..., "dlogL/dlogN": ..., "dlogL/dlogD": ...}`` of ``(value, stderr)``, the slopes
+        -alpha w_1 and -beta w_2 with w the shares of the three terms in L (their softmax). Inside
+        the runs these are what the data determine, even where E, A, B and the exponents trade off
+        against one another; the standard errors are the delta method with :meth:`covariance`.
         """
         _check_positive_values(N0, "N0")
         _check_positive_values(D0, "D0")
-        cov, out = self.covariance(robust), {}
-        for name, k, x in (("E", 0, None), ("A/N^alpha", 1, float(N0)), ("B/D^beta", 2, float(D0))):
-            g = torch.zeros(5, dtype=torch.float64)                   # gradient of log(term) in theta
-            g[k] = 1.0
-            if x is not None:
-                g[k + 2] = -math.log(x)
-            value = 0.0 if (k == 0 and self.E_at_zero) else float(torch.exp(g @ self.theta))
-            out[name] = (value, math.nan if (k == 0 and self.E_at_zero) else value * float(torch.sqrt(g @ cov @ g)))
-        return out
+        logN, logD = math.log(float(N0)), math.log(float(D0))
+
+        def summary(theta):                                           # (3,): log L and the two slopes
+            z = torch.stack([theta[0], theta[1] - theta[3] * logN, theta[2] - theta[4] * logD])
+            w = torch.softmax(z, dim=0)
+            return torch.stack([torch.logsumexp(z, dim=0), -theta[3] * w[1], -theta[4] * w[2]])
+
+        value = summary(self.theta)
+        G = torch.autograd.functional.jacobian(summary, self.theta)   # (3, 5)
+        se = torch.sqrt(torch.diag(G @ self.covariance(robust) @ G.T))
+        L = float(torch.exp(value[0]))
+        return {"L": (L, L * float(se[0])), "dlogL/dlogN": (float(value[1]), float(se[1])),
+                "dlogL/dlogD": (float(value[2]), float(se[2]))}
 
     def allocation_exponent(self, robust: bool = False) -> tuple[float, float]:
         """a = beta / (alpha + beta), the exponent of N* proportional to C^a, and its standard error."""

@@ -62,29 +62,38 @@ def test_sandwich_covariance_matches_hand_written(seed):
     assert fit.stderr == fit.standard_errors(robust=False)
 
 
-def test_robust_prediction_and_terms_at_match_the_delta_method():
+def test_robust_prediction_and_local_slopes_match_the_delta_method():
     N, D, L = synthetic(0.01, 3)
     fit = fit_chinchilla(N, D, L)
-    n0, d0, h = 3e7, 1e9, 1e-6
+    n0, d0, h = 3e7, 1e9, 1e-4
+
+    def summary(theta):  # log L and its slopes in log N and log D, by central differences of the law
+        law = ChinchillaLaw(*[math.exp(t) if i < 3 else t for i, t in enumerate(theta)])
+        log_l = math.log(law.loss(n0, d0))
+        up_n, down_n = (math.log(law.loss(n0 * math.exp(s * h), d0)) for s in (1, -1))
+        up_d, down_d = (math.log(law.loss(n0, d0 * math.exp(s * h))) for s in (1, -1))
+        return np.array([log_l, (up_n - down_n) / (2 * h), (up_d - down_d) / (2 * h)])
+
+    theta = fit.theta.numpy()
+    G = np.stack([(summary(theta + h * e) - summary(theta - h * e)) / (2 * h) for e in np.eye(5)], axis=1)
     for robust in (False, True):
         cov = fit.covariance(robust).numpy()
-        # log of each term at (n0, d0) as a function of theta, differentiated by finite differences
-        terms = {"E": lambda t: t[0], "A/N^alpha": lambda t: t[1] - t[3] * math.log(n0),
-                 "B/D^beta": lambda t: t[2] - t[4] * math.log(d0)}
-        got = fit.terms_at(n0, d0, robust=robust)
-        theta = fit.theta.numpy()
-        for name, log_term in terms.items():
-            g = np.array([(log_term(theta + h * e) - log_term(theta)) / h for e in np.eye(5)])
-            value = math.exp(log_term(theta))
-            assert got[name][0] == pytest.approx(value, rel=1e-12)
-            assert got[name][1] == pytest.approx(value * math.sqrt(g @ cov @ g), rel=1e-5)
-        assert got["A/N^alpha"][0] == pytest.approx(fit.law.A / n0**fit.law.alpha, rel=1e-10)
-        loss, se = fit.predict(n0, d0, new_observation=False, robust=robust)
-        g = log_loss_and_jacobian(fit.theta, torch.tensor([n0], dtype=torch.float64), torch.tensor([d0], dtype=torch.float64))[1][0].numpy()
-        assert float(se) == pytest.approx(float(loss) * math.sqrt(g @ cov @ g), rel=1e-10)
+        got = fit.local_slopes(n0, d0, robust=robust)
+        want, se = summary(theta), np.sqrt(np.diag(G @ cov @ G.T))
+        assert got["L"][0] == pytest.approx(fit.law.loss(n0, d0), rel=1e-12)
+        assert got["L"][1] == pytest.approx(got["L"][0] * se[0], rel=1e-4)
+        for k, name in ((1, "dlogL/dlogN"), (2, "dlogL/dlogD")):
+            assert got[name][0] == pytest.approx(want[k], rel=1e-4)
+            assert got[name][1] == pytest.approx(se[k], rel=1e-3)
+        loss, se_l = fit.predict(n0, d0, new_observation=False, robust=robust)
+        g = log_loss_and_jacobian(fit.theta, torch.tensor([n0], dtype=torch.float64),
+                                  torch.tensor([d0], dtype=torch.float64))[1][0].numpy()
+        assert float(se_l) == pytest.approx(float(loss) * math.sqrt(g @ cov @ g), rel=1e-10)
         a, se_a = fit.allocation_exponent(robust=robust)
         grad = np.array([0, 0, 0, -fit.law.beta, fit.law.alpha]) / (fit.law.alpha + fit.law.beta) ** 2
         assert se_a == pytest.approx(math.sqrt(grad @ cov @ grad), rel=1e-10)
+    # inside the grid the slopes are far better determined than the exponents they come from
+    assert fit.local_slopes(n0, d0)["dlogL/dlogN"][1] < 0.5 * fit.stderr["alpha"]
     with pytest.raises(TypeError, match="robust must be a bool"):
         fit.covariance("yes")
 
