@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 # name -> (environment, what it runs: "all" = notebooks and numerics tests, "notebooks" = notebooks only)
@@ -48,9 +49,21 @@ def command(what: str, all_tests: bool, workers: int) -> list[str]:
     return cmd + (["tests", "notebooks"] if all_tests else ["-m", "numerics", "tests", "notebooks"])
 
 
+def environment(name: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment configuration `name` runs in: `base` (default os.environ) with its settings."""
+    env = {**(os.environ if base is None else base), "OMP_NUM_THREADS": "1", **CONFIGS[name][0]}
+    # Each configuration compiles into its own inductor cache. With one shared cache, kernels that
+    # torch.compile built under one ATEN_CPU_CAPABILITY and read back under another broke the compiled-training
+    # test (tests/test_train.py; torch 2.13.0+cpu): a cache filled under avx2 aborted the native run with
+    # "corrupted size vs. prev_size", and native then avx2 gave NaN losses. Each passes with its own cache.
+    if name != "native":
+        env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"mathllm-inductor-{name}")
+    return env
+
+
 def run(name: str, all_tests: bool, workers: int) -> tuple[int, str, float]:
     env_extra, what = CONFIGS[name]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
+    env = environment(name)
     shown = " ".join(f"{k}={v}" for k, v in env_extra.items()) or "(native kernels)"
     print(f"== {name}: {shown}", flush=True)
     t0 = time.perf_counter()
