@@ -48,7 +48,7 @@ class NoResidualBlock(Block):
 
 
 class DepthStack(nn.Module):
-    """``n_layer`` causal layers of width ``n_embd`` in one of :data:`ARRANGEMENTS`, GPT-2 initialised.
+    """``n_layer`` causal layers of width ``n_embd`` in one of ``ARRANGEMENTS``, GPT-2 initialised.
 
     Parameters ``layers`` (the L blocks) and ``norm_f`` (LayerNorm for "prenorm", else identity:
     post-norm layers already end in a norm). ``eps``: the epsilon of every LayerNorm (torch's and

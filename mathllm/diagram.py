@@ -4,7 +4,7 @@ The picture follows :class:`~mathllm.transformer.GPT` with pre-norm blocks, bott
 ids, token and position embeddings, L x [LayerNorm, causal self-attention, residual addition,
 LayerNorm, MLP, residual addition], the final LayerNorm, the unembedding (tied to the token
 embedding) and the softmax, each arrow labelled with the shape of the tensor it carries: (B, T),
-(B, T, C), (B, T, |V|). Drawn from code, so it renders offline, in the book and in Colab.
+(B, T, C), ``(B, T, |V|)``. Drawn from code, so it renders offline, in the book and in Colab.
 Reference: the figure 1 of Vaswani et al. (2017), redrawn for a decoder-only, pre-norm model.
 
 Leaves out: dropout, the key-value cache, and the inside of attention (drawn in the attention chapter).

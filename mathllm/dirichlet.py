@@ -1,7 +1,9 @@
 """Categorical, multinomial and Dirichlet distributions: conjugacy, MLE, MAP and add-alpha smoothing.
 
-Counts n = (n_1, ..., n_K) of N draws from a categorical p have the multinomial pmf
+Counts n = (n_1, ..., n_K) of N draws from a categorical p have the multinomial pmf::
+
     P(n | p) = N! / (n_1! ... n_K!) prod_i p_i^{n_i}.
+
 The Dirichlet prior Dir(p; alpha) = Gamma(sum alpha) / prod Gamma(alpha_i) prod_i p_i^{alpha_i - 1}
 is conjugate: the posterior is proportional to prod_i p_i^{n_i + alpha_i - 1}, so it is
 Dir(alpha + n), "prior plus counts". Three point estimates follow:

@@ -1,9 +1,11 @@
 """The multivariate Gaussian: its log-density through a Cholesky factor, sampling, and linear maps.
 
-N(mu, Sigma) on R^d has density
+N(mu, Sigma) on R^d has density::
+
     f(x) = (2 pi)^(-d/2) det(Sigma)^(-1/2) exp(-(x - mu)^T Sigma^{-1} (x - mu) / 2).
+
 With the Cholesky factor Sigma = L L^T (L lower triangular, positive diagonal) the two hard parts
-become cheap and stable: log det Sigma = 2 sum_i log L_ii, and the quadratic form is |z|^2 with
+become cheap and stable: log det Sigma = 2 sum_i log L_ii, and the quadratic form is ``|z|^2`` with
 z = L^{-1} (x - mu), one triangular solve; no inverse is ever formed. Sampling runs the same map
 backwards: x = mu + L z with z ~ N(0, I). A linear map keeps the family:
 A X + b ~ N(A mu + b, A Sigma A^T).

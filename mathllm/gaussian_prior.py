@@ -1,13 +1,13 @@
 """L2 regularisation is maximum a posteriori estimation under a Gaussian prior.
 
 With data y = X w + noise, noise ~ N(0, s_n^2 I), and a prior w ~ N(0, s_p^2 I), Bayes' rule gives
-the negative log posterior, up to a constant,
+the negative log posterior, up to a constant::
 
-    -log p(w | X, y) = |y - X w|^2 / (2 s_n^2) + |w|^2 / (2 s_p^2) + const.
+    -log p(w | X, y) = ||y - X w||^2 / (2 s_n^2) + ||w||^2 / (2 s_p^2) + const.
 
-The prior adds the L2 penalty lambda |w|^2 with lambda = 1 / (2 s_p^2) to the negative
+The prior adds the L2 penalty ``lambda ||w||^2`` with lambda = 1 / (2 s_p^2) to the negative
 log-likelihood. Multiplied by 2 s_n^2 (which moves no minimiser) it is least squares plus
-(s_n^2 / s_p^2) |w|^2: ridge regression, whose minimiser solves
+``(s_n^2 / s_p^2) ||w||^2``: ridge regression, whose minimiser solves::
 
     (X^T X + (s_n^2 / s_p^2) I) w = X^T y.
 
@@ -29,14 +29,14 @@ from .checks import check_float_tensor, check_positive
 
 
 def l2_penalty(w: torch.Tensor, prior_var: float) -> torch.Tensor:
-    """-log N(w; 0, prior_var I) without its constant: |w|^2 / (2 prior_var), a scalar."""
+    """``-log N(w; 0, prior_var I)`` without its constant: ``||w||^2 / (2 prior_var)``, a scalar."""
     check_float_tensor(w, "w")
     check_positive(prior_var, "prior_var")
     return (w**2).sum() / (2 * prior_var)
 
 
 def ridge_coefficient(noise_var: float, prior_var: float) -> float:
-    """lambda of least squares + lambda |w|^2 that has the MAP minimiser: noise_var / prior_var."""
+    """``lambda`` of least squares + ``lambda ||w||^2`` that has the MAP minimiser: noise_var / prior_var."""
     check_positive(noise_var, "noise_var")
     check_positive(prior_var, "prior_var")
     return noise_var / prior_var

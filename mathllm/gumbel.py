@@ -1,9 +1,11 @@
 """Gumbel-max sampling: argmax_i (log p_i + G_i) with G_i iid Gumbel(0, 1) is distributed as p.
 
 A standard Gumbel variable has cdf F(g) = exp(-e^{-g}); with U uniform on (0, 1),
-G = -log(-log U) is Gumbel (invert F). For logits z (any shift of log p),
+G = -log(-log U) is Gumbel (invert F). For logits z (any shift of log p)::
+
     P(argmax_i (z_i + G_i) = k) = integral f(x - z_k) prod_{i != k} F(x - z_i) dx
                                 = e^{z_k} / sum_i e^{z_i} = softmax(z)_k,
+
 because F(x - z_i) = exp(-e^{z_i} e^{-x}) and the integral is the one of an exponential in u = e^{-x}.
 So sampling needs no normalisation and no cumulative sum, only noise and an argmax; it is the
 basis of the Gumbel-softmax relaxation and of sampling without replacement (Gumbel-top-k).

@@ -50,7 +50,7 @@ def conditional(joint: torch.Tensor) -> torch.Tensor:
 
 
 def independence_gap(joint: torch.Tensor) -> torch.Tensor:
-    """max |P(x, y) - P(x) P(y)|: zero exactly when X and Y are independent. (A, B) -> ()."""
+    """``max |P(x, y) - P(x) P(y)|``: zero exactly when X and Y are independent. (A, B) -> ()."""
     px, py = marginals(joint)
     return (joint - px[:, None] * py[None, :]).abs().max()  # (A, B) - (A, 1)(1, B)
 

@@ -12,7 +12,7 @@ first where two overlap, and the text on each side is pre-tokenized on its own.
 split for good, which is what lets :meth:`mathllm.bpe.BPETokenizer.encode_iterable` stream a file with bounded memory
 and still give exactly the ids of encoding it whole.
 
-GPT-4's ``cl100k_base`` pattern (:data:`CL100K_SPLIT_PATTERN`, as published in ``tiktoken``'s
+GPT-4's ``cl100k_base`` pattern (``CL100K_SPLIT_PATTERN``, as published in ``tiktoken``'s
 ``openai_public.py``; ``pretokenize(text, CL100K_SPLIT_PATTERN)``) changes three things:
 contractions match in any case, digit runs are cut into groups of at most three, and newlines
 are grouped with the whitespace and symbols before them. Its possessive quantifiers (``?+``,

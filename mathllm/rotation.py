@@ -30,7 +30,7 @@ def rotation_2d(theta: float | torch.Tensor) -> torch.Tensor:
             any shape ``S``.
 
     Returns:
-        (2, 2) for a number, (*S, 2, 2) for a tensor (of its dtype).
+        (2, 2) for a number, ``(*S, 2, 2)`` for a tensor (of its dtype).
 
     Book: :doc:`/notebooks/02_linear_algebra`, section "Orthogonal matrices and rotations".
     """

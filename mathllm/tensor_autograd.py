@@ -409,7 +409,7 @@ def hessian_power_iteration(f, x, v0, iters: int = 200) -> tuple[float, np.ndarr
     """The Hessian eigenvalue of largest magnitude of a scalar ``f`` at ``x``, from products H v only.
 
     Power iteration v <- H v / ||H v|| (each product by :func:`hvp`, never forming H) converges to the
-    eigenvector of the eigenvalue of largest magnitude, at the rate |lambda_2 / lambda_1| per step;
+    eigenvector of the eigenvalue of largest magnitude, at the rate ``|lambda_2 / lambda_1|`` per step;
     the Rayleigh quotient v . H v is then the eigenvalue (with its sign).
 
     Args:
