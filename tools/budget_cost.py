@@ -667,13 +667,12 @@ def measure(steps: int = 8) -> dict:
             "formula_flops": formula, "cpu_step_s": t_tiny, "op_s": t_op}
 
 
-# Small-budget execution time of each chapter, measured by `make book` from a fresh clone (two notebooks at a
-# time on the 2-core build machine, AMD EPYC, torch 2.13.0+cpu; read from _build/.jupyter_cache), 2026-12-08.
-# Other runs shared the machine (load about 2-4), so these are upper bounds: chapter 14, unchanged since the
-# last measurement, took 82.8 s against 48.0 s then.
+# Small-budget execution time of each chapter, measured by `make book` from a fresh clone of 2439fac (two
+# notebooks at a time on the 2-core build machine, AMD EPYC, torch 2.13.0+cpu, nothing else running; read from
+# _build/.jupyter_cache), 2026-12-08.
 SMALL_MEASURED_S = {
-    "01": 6.0, "02": 14.7, "03": 24.0, "04": 9.1, "05": 12.0, "06": 32.0, "07": 18.8, "08": 14.7, "09": 12.0,
-    "10": 13.0, "11": 81.1, "12": 58.1, "13": 106.1, "14": 82.8, "15": 68.1, "16": 72.9, "17": 101.7,
+    "01": 9.1, "02": 17.9, "03": 24.9, "04": 11.1, "05": 13.0, "06": 41.0, "07": 19.9, "08": 16.0, "09": 10.0,
+    "10": 13.8, "11": 63.1, "12": 38.6, "13": 80.7, "14": 52.0, "15": 44.1, "16": 49.5, "17": 78.9,
 }
 
 
